@@ -1,0 +1,35 @@
+# gateway-stats — every target installs what it needs into .venv by itself.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint proto bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# Envoy + gateway-stats + a mock LLM, real traffic, then the ai_log lines and metrics.
+demo: $(STAMP)
+	$(BIN)/gateway-stats demo
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway_stats tests
+	$(BIN)/mypy
+
+# Regenerate the minimal ext_proc stubs from proto/ (committed, so users never need protoc).
+proto: $(STAMP)
+	rm -rf gateway_stats/_proto && mkdir -p gateway_stats/_proto
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=gateway_stats/_proto --grpc_python_out=gateway_stats/_proto \
+		$$(cd proto && find . -name '*.proto' | sed 's|^\./||')
+	find gateway_stats/_proto -type d -exec touch {}/__init__.py \;
+	find gateway_stats/_proto -name '*.py' -exec sed -i -E 's/^from envoy\./from gateway_stats._proto.envoy./' {} \;
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from gateway_stats.cli import main
+
+raise SystemExit(main())
