@@ -1,0 +1,81 @@
+"""The Higress `ai_log` object: same keys and JSON types as the ai-statistics plugin.
+
+Built from the record (never from raw bytes), serialised with sorted keys. For Envoy's text
+access-log format the JSON is stored pre-escaped as the body of a JSON string, so the line
+`{"ai_log":"%FILTER_STATE(wasm.ai_log:PLAIN)%"}` (or `%DYNAMIC_METADATA(ns:ai_log)%`) is valid JSON.
+Our own additions are listed in EXTRA_KEYS and never rename a Higress key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway_stats.attributes import truncate_for_log
+from gateway_stats.record import CallRecord
+
+# Keys gateway-stats adds beyond Higress (documented in docs/ai_log.md).
+EXTRA_KEYS = ("llm_first_content_duration", "gateway_stats_caps_hit")
+
+
+def api_name(route: str) -> str:
+    """Higress: the first three `@`-separated parts of the route name, else "-"."""
+    parts = route.split("@")
+    if len(parts) >= 3:
+        return "@".join(parts[:3])
+    return "-"
+
+
+def build_ai_log(rec: CallRecord, value_length_limit: int = 32000) -> dict[str, Any]:
+    d: dict[str, Any] = {"api": api_name(rec.route)}
+    if rec.session_id:
+        d["session_id"] = rec.session_id
+    if rec.chat_round:
+        d["chat_round"] = rec.chat_round
+    d["response_type"] = rec.response_type
+    if rec.chat_id:
+        d["chat_id"] = rec.chat_id
+    model = rec.model
+    if model:
+        d["model"] = model
+    u = rec.usage
+    if u.known:
+        d["input_token"] = u.input_tokens or 0
+        d["output_token"] = u.output_tokens or 0
+        d["total_token"] = (
+            u.total_tokens if u.total_tokens is not None else d["input_token"] + d["output_token"]
+        )
+    if u.input_token_details is not None:
+        d["input_token_details"] = u.input_token_details
+    if u.output_token_details is not None:
+        d["output_token_details"] = u.output_token_details
+    if rec.is_stream:
+        ft = rec.first_token_duration_ms
+        if ft is not None:
+            d["llm_first_token_duration"] = ft
+        fc = rec.first_content_duration_ms
+        if fc is not None:
+            d["llm_first_content_duration"] = fc
+    if rec.finished or rec.t_end:
+        sd = rec.service_duration_ms
+        if sd is not None:
+            d["llm_service_duration"] = sd
+    if rec.tool_calls:
+        d["tool_calls"] = rec.tool_calls
+    for key in rec.log_keys:
+        d[key] = truncate_for_log(rec.attributes.get(key), value_length_limit)
+    if rec.caps_hit:
+        d["gateway_stats_caps_hit"] = list(rec.caps_hit)
+    return d
+
+
+def dumps(obj: dict[str, Any]) -> bytes:
+    """Sorted keys, compact, UTF-8 (non-ASCII kept as is, like Go's encoder without HTML escaping)."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+
+
+def escaped(obj: dict[str, Any]) -> str:
+    """The JSON text escaped as the body of a JSON string (what the text access-log format prints raw)."""
+    inner = dumps(obj).decode()
+    return orjson.dumps(inner).decode()[1:-1]

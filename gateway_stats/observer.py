@@ -1,0 +1,327 @@
+"""The sans-IO core: one CallObserver per HTTP request, fed phase events, producing one CallRecord.
+
+No gRPC, no sockets, no clock: the adapter passes headers, body chunks, end-of-stream flags and
+monotonic timestamps. Every extraction rule is therefore testable with plain Python, and the hot
+path is one object's methods. The record is finalized exactly once: on the response end of
+stream, or by `finish()` when the side stream ends early, with whatever was seen so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+
+import orjson
+
+from gateway_stats.config import Config, Limits, PluginConfig
+from gateway_stats.decoding import Decoder, decoder_for
+from gateway_stats.extraction import Extraction
+from gateway_stats.record import CallRecord
+from gateway_stats.sse import SSEFramer
+
+log = logging.getLogger(__name__)
+
+SESSION_HEADERS = (
+    "x-openclaw-session-key",
+    "x-clawdbot-session-key",
+    "x-moltbot-session-key",
+    "x-agent-session",
+)
+
+
+class CallObserver:
+    """Watches one request/response exchange. Methods return True when the ai_log changed."""
+
+    __slots__ = (
+        "_body_prefix",
+        "_body_seen",
+        "_complete",
+        "_config",
+        "_content_length",
+        "_decoder",
+        "_framer",
+        "_limits",
+        "_plugin",
+        "_resp_body",
+        "_resp_done",
+        "_resp_seen",
+        "extraction",
+        "record",
+    )
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._limits: Limits = config.extensions.limits
+        self._plugin: PluginConfig = config.default
+        self.record = CallRecord()
+        self.extraction: Extraction | None = None  # None: this call is not observed
+        self._body_prefix: list[bytes] = []
+        self._body_seen = 0
+        self._decoder: Decoder | None = None
+        self._framer: SSEFramer | None = None
+        self._resp_body: list[bytes] = []
+        self._resp_seen = 0
+        self._content_length = -1
+        self._resp_done = False
+        self._complete = False  # the whole answer was seen before Envoy's end-of-stream message
+
+    @property
+    def observed(self) -> bool:
+        return self.extraction is not None
+
+    # ------------------------------------------------------------------ request
+    def on_request_headers(
+        self, headers: Mapping[str, str], attributes: Mapping[str, str], end_of_stream: bool, now: int
+    ) -> bool:
+        rec = self.record
+        rec.t_start = now
+        rec.wall_start = time.time()
+        rec.method = headers.get(":method", "")
+        rec.path = headers.get(":path", "")
+        rec.host = headers.get(":authority", "") or headers.get("host", "")
+        rec.request_id = attributes.get("request.id") or headers.get("x-request-id", "")
+        rec.route = attributes.get("xds.route_name", "")
+        rec.cluster = attributes.get("xds.cluster_name", "")
+        rec.virtual_host = attributes.get("xds.virtual_host_name", "")
+        ext = self._config.extensions
+        rec.consumer = headers.get(ext.consumer_header) or "none"
+        rec.traceparent = headers.get("traceparent")
+        rec.tracestate = headers.get("tracestate")
+
+        plugin = self._config.select(rec.route, rec.host.split(":", 1)[0], rec.cluster)
+        self._plugin = plugin
+        if not plugin.enabled or not plugin.path_enabled(rec.path):
+            rec.observed = False
+            return False
+        sid_header = plugin.session_id_header
+        if sid_header and headers.get(sid_header.lower()):
+            rec.session_id = headers.get(sid_header.lower())
+        else:
+            for h in SESSION_HEADERS:
+                v = headers.get(h)
+                if v:
+                    rec.session_id = v
+                    break
+        self.extraction = Extraction(plugin, self._limits, rec)
+        self.extraction.on_request_headers(headers)
+        if end_of_stream:
+            rec.t_request_end = now
+            self.extraction.on_request_body(None)
+        return True
+
+    def on_request_body(self, chunk: bytes, end_of_stream: bool, now: int) -> bool:
+        ex = self.extraction
+        if ex is None:
+            return False
+        rec = self.record
+        n = len(chunk)
+        rec.request_body_bytes += n
+        room = self._limits.max_request_body_bytes - self._body_seen
+        if room > 0 and n:
+            self._body_prefix.append(chunk if n <= room else chunk[:room])
+            self._body_seen += min(n, room)
+        elif n:
+            rec.request_body_truncated = True
+        if not end_of_stream:
+            return False
+        rec.t_request_end = now
+        body = b"".join(self._body_prefix)
+        self._body_prefix = []
+        if rec.request_body_truncated:
+            if "request_body" not in rec.caps_hit:
+                rec.caps_hit.append("request_body")
+            log.info("request body of %d bytes: analysed the first %d", rec.request_body_bytes, len(body))
+        doc = None
+        if body and not rec.request_body_truncated:
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                ex.note_bad_json("request")
+        ex.on_request_body(doc)
+        return True
+
+    # ----------------------------------------------------------------- response
+    def on_response_headers(
+        self, headers: Mapping[str, str], attributes: Mapping[str, str], end_of_stream: bool, now: int
+    ) -> bool:
+        rec = self.record
+        rec.t_response_headers = now
+        status = headers.get(":status") or attributes.get("response.code") or ""
+        if status.isdigit():
+            rec.status_code = int(status)
+        rec.content_type = headers.get("content-type", "")
+        rec.content_encoding = headers.get("content-encoding", "")
+        ex = self.extraction
+        if ex is None:
+            return False
+        if not rec.t_request_end:
+            rec.t_request_end = now  # the upstream answered before the request body ended
+            ex.on_request_body(None)
+        if not self._plugin.content_type_enabled(rec.content_type):
+            self.extraction = None
+            rec.observed = False
+            return False
+        cl = headers.get("content-length", "")
+        if cl.isdigit():
+            self._content_length = int(cl)
+        dec = decoder_for(rec.content_encoding)
+        if dec is None:
+            ex.note_cap("undecodable_encoding")
+        self._decoder = dec
+        if "text/event-stream" in rec.content_type.lower():
+            rec.response_type = "stream"
+            self._framer = SSEFramer(self._limits.max_event_bytes)
+        ex.on_response_headers(headers)
+        if end_of_stream:
+            return self._end_response(now)
+        return True
+
+    def on_response_body(self, chunk: bytes, end_of_stream: bool, now: int) -> bool:
+        rec = self.record
+        if chunk and not rec.t_first_byte:
+            rec.t_first_byte = now
+        rec.response_body_bytes += len(chunk)
+        ex = self.extraction
+        if ex is None:
+            if end_of_stream:
+                rec.t_end = now
+            return False
+        changed = False
+        data = chunk
+        dec = self._decoder
+        if dec is not None and chunk:
+            try:
+                data = dec.feed(chunk)
+            except Exception:  # a corrupt compressed stream: stop analysing, never raise
+                self._decoder = None
+                data = b""
+                ex.note_cap("decode_error")
+        elif dec is None:
+            data = b""
+        framer = self._framer
+        if framer is not None:
+            if data:
+                for event in framer.feed(data):
+                    if ex.on_event(event, now):
+                        changed = True
+        elif data:
+            room = self._limits.max_response_body_bytes - self._resp_seen
+            if room > 0:
+                part = data if len(data) <= room else data[:room]
+                self._resp_body.append(part)
+                self._resp_seen += len(part)
+            if len(data) > room:
+                ex.note_cap("response_body")
+        if end_of_stream:
+            return self._end_response(now) or changed
+        if not self._complete and self._answer_complete(data):
+            # Envoy does not always wait for our answer to a trailing empty end-of-stream message,
+            # so the ai_log is attached as soon as the whole answer is known.
+            self._complete = True
+            self._settle(now)
+            return True
+        return changed
+
+    def _answer_complete(self, data: bytes) -> bool:
+        if self._framer is not None:
+            return self.extraction is not None and self.extraction.terminal_seen
+        if self._content_length >= 0:
+            return self.record.response_body_bytes >= self._content_length
+        tail = data.rstrip()
+        return tail.endswith((b"}", b"]")) and self._try_parse() is not None
+
+    def _try_parse(self) -> object:
+        body = b"".join(self._resp_body)
+        self._resp_body = [body]
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+
+    def _settle(self, now: int) -> None:
+        """Analyse what is complete now, as if the response had ended (idempotent)."""
+        rec = self.record
+        rec.t_end = now
+        ex = self.extraction
+        if ex is None:
+            return
+        if self._framer is None and not self._resp_done:
+            self._parse_response_body(now)
+        ex.finish("complete")
+
+    def _end_response(self, now: int) -> bool:
+        rec = self.record
+        ex = self.extraction
+        rec.t_end = now
+        if ex is None:
+            return False
+        dec = self._decoder
+        tail = b""
+        if dec is not None:
+            try:
+                tail = dec.flush()
+            except Exception:
+                ex.note_cap("decode_error")
+        framer = self._framer
+        if framer is not None:
+            if tail:
+                for event in framer.feed(tail):
+                    ex.on_event(event, now)
+            for event in framer.finish():
+                ex.on_event(event, now)
+            self._note_framer(framer)
+        else:
+            if tail:
+                self._resp_body.append(tail)
+            if not self._resp_done:
+                self._parse_response_body(now)
+        return True
+
+    def _parse_response_body(self, now: int) -> None:
+        rec = self.record
+        ex = self.extraction
+        assert ex is not None
+        self._resp_done = True
+        body = b"".join(self._resp_body)
+        self._resp_body = []
+        doc = None
+        if body and "response_body" not in rec.caps_hit:
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                if rec.status_code is not None and rec.status_code < 400:
+                    ex.note_bad_json("response")
+        ex.on_response_body(doc, now)
+
+    def _note_framer(self, framer: SSEFramer) -> None:
+        st = framer.stats
+        if st.oversized and self.extraction is not None:
+            self.extraction.note_cap("sse_event")
+        if st.resyncs:
+            self.record.extra["sse_resyncs"] = st.resyncs
+
+    # ------------------------------------------------------------------- finish
+    def finish(self, now: int, reason: str = "complete") -> CallRecord:
+        """Finalize with what was seen. Idempotent: the first call wins."""
+        rec = self.record
+        if rec.finished:
+            return rec
+        if not rec.t_end:
+            rec.t_end = now
+            if self.extraction is not None and self._framer is not None:
+                # Stream cut: events fully received were already processed; a complete JSON
+                # tail is still taken, as at a normal end.
+                for event in self._framer.finish():
+                    self.extraction.on_event(event, now)
+                self._note_framer(self._framer)
+        rec.end_reason = reason
+        if self.extraction is not None:
+            self.extraction.finish(reason)
+        rec.finished = True
+        return rec
+
+    def ai_log(self) -> dict[str, object]:
+        if self.extraction is None:
+            return {}
+        return self.extraction.ai_log()
