@@ -1,0 +1,178 @@
+"""The `gateway-stats` command line: serve, check-config, envoy-config, demo, mock-llm."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from gateway_stats import __version__
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway_stats.config import ConfigError, load_config
+    from gateway_stats.server import ServeOptions, serve
+
+    if args.config:
+        try:
+            load_config(args.config)
+        except ConfigError as e:
+            print(f"gateway-stats: invalid config:\n{e}", file=sys.stderr)
+            return 1
+        except OSError as e:
+            print(f"gateway-stats: cannot read config: {e}", file=sys.stderr)
+            return 1
+    opts = ServeOptions(
+        config_path=args.config,
+        grpc_address=args.grpc_address,
+        metrics_address=args.metrics_address,
+        drain_seconds=args.drain_seconds,
+        ai_log_file=args.ai_log_file,
+    )
+    try:
+        import uvloop
+
+        runner = uvloop.run if args.uvloop else asyncio.run
+    except ImportError:
+        runner = asyncio.run
+    return int(runner(serve(opts)))
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from gateway_stats.config import ConfigError, load_config
+
+    rc = 0
+    for path in args.files:
+        try:
+            cfg = load_config(path)
+        except ConfigError as e:
+            print(str(e), file=sys.stderr)
+            rc = 1
+            continue
+        except OSError as e:
+            print(f"{path}: cannot read: {e.strerror or e}", file=sys.stderr)
+            rc = 1
+            continue
+        print(f"{path}: ok ({len(cfg.default.attributes)} attributes, {len(cfg.match_rules)} match rules)")
+    return rc
+
+
+def _envoy_config(args: argparse.Namespace) -> int:
+    from gateway_stats.envoy_bootstrap import EnvoyOptions, render
+
+    opts = EnvoyOptions(
+        listen=args.listen,
+        upstream=args.upstream,
+        upstream_tls=args.upstream_tls,
+        processor=args.processor,
+        admin=args.admin,
+        access_log=args.access_log,
+        mode=args.mode,
+        log_format=args.log_format,
+        namespace=args.namespace,
+        route_name=args.route_name,
+        message_timeout_ms=args.message_timeout_ms,
+    )
+    try:
+        text = render(opts)
+    except ValueError as e:
+        print(f"gateway-stats envoy-config: {e}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway_stats.demo import run_demo
+
+    return run_demo(keep_running=args.keep_running)
+
+
+def _mock(args: argparse.Namespace) -> int:
+    from gateway_stats.mockllm import main as mock_main
+
+    return int(mock_main(["--listen", args.listen]))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gateway-stats", description="AI-traffic observability sidecar for Envoy (ext_proc)."
+    )
+    p.add_argument("--version", action="version", version=f"gateway-stats {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the ext_proc server")
+    s.add_argument("--config", help="config file (Higress ai-statistics YAML/JSON; reloaded on change)")
+    s.add_argument("--grpc-address", default="127.0.0.1:18080", help="HOST:PORT or unix:/path")
+    s.add_argument(
+        "--metrics-address", default="127.0.0.1:19090", help="HOST:PORT for /metrics, /healthz, /readyz"
+    )
+    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.add_argument(
+        "--drain-seconds", type=float, default=10.0, help="on SIGTERM, time given to in-flight streams"
+    )
+    s.add_argument(
+        "--ai-log-file", help='write {"ai_log":…} lines here ("-" = stdout); for observability mode'
+    )
+    s.add_argument("--no-uvloop", dest="uvloop", action="store_false", help="use the stock asyncio loop")
+    s.set_defaults(func=_serve)
+
+    c = sub.add_parser("check-config", help="validate config files; exit 1 naming each bad field")
+    c.add_argument("files", nargs="+")
+    c.set_defaults(func=_check_config)
+
+    e = sub.add_parser("envoy-config", help="print an Envoy bootstrap with gateway-stats attached")
+    e.add_argument("--listen", default="0.0.0.0:10000", help="where Envoy listens for LLM traffic")
+    e.add_argument("--upstream", default="127.0.0.1:8081", help="the LLM upstream HOST:PORT")
+    e.add_argument(
+        "--upstream-tls", action="store_true", help="TLS to the upstream (SNI and Host = its name)"
+    )
+    e.add_argument(
+        "--processor", default="127.0.0.1:18080", help="gateway-stats gRPC HOST:PORT or unix:/path"
+    )
+    e.add_argument("--admin", default="127.0.0.1:9901", help="Envoy admin HOST:PORT")
+    e.add_argument("--access-log", default="/dev/stdout", help="access log path")
+    e.add_argument(
+        "--mode",
+        choices=["inline", "observe"],
+        default="inline",
+        help="inline: Envoy waits for answers and logs our ai_log; observe: observability_mode",
+    )
+    e.add_argument(
+        "--log-format",
+        choices=["filter-state", "dynamic-metadata"],
+        default="filter-state",
+        help="filter-state: Higress's exact line via wasm.ai_log (Lua copy); dynamic-metadata: no Lua",
+    )
+    e.add_argument(
+        "--namespace", default="gateway_stats", help="dynamic metadata namespace (must match config)"
+    )
+    e.add_argument("--route-name", default="llm", help="name of the catch-all route (ai_route label)")
+    e.add_argument("--message-timeout-ms", type=int, default=200)
+    e.set_defaults(func=_envoy_config)
+
+    d = sub.add_parser("demo", help="Envoy + gateway-stats + mock LLM, real traffic, show ai_log and metrics")
+    d.add_argument(
+        "--keep-running",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stay up for your own curl afterwards (default: when run from a terminal)",
+    )
+    d.set_defaults(func=_demo)
+
+    m = sub.add_parser("mock-llm", help="run the bundled mock OpenAI/Anthropic/Gemini upstream")
+    m.add_argument("--listen", default="127.0.0.1:8081")
+    m.set_defaults(func=_mock)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = getattr(args, "log_level", "info")
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return int(args.func(args))

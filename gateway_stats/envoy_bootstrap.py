@@ -1,0 +1,244 @@
+"""`gateway-stats envoy-config`: a complete Envoy 1.40 bootstrap with gateway-stats attached.
+
+It embodies what we verified about ext_proc: fail-open, explicit message timeout, mode override,
+Content-Length kept, metadata namespace allow-listed, route/cluster/request-id attributes, raised
+circuit breakers on the side cluster, and an access log printing Higress's `{"ai_log":"…"}` line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from gateway_stats.addresses import split_host_port
+
+HIGRESS_LOG_FORMAT = '{"ai_log":"%FILTER_STATE(wasm.ai_log:PLAIN)%"}\n'
+
+# Copies our ai_log from dynamic metadata into the filter state key Higress uses, so the access
+# log line is byte-for-byte Higress's. It copies on every chunk, not only after the loop, so a
+# stream cut mid-way still leaves the latest ai_log behind. bodyChunks() never buffers.
+LUA_COPY = """\
+local NS = "%(ns)s"
+local function copy(handle)
+  local md = handle:streamInfo():dynamicMetadata():get(NS)
+  if md ~= nil and md["ai_log"] ~= nil then
+    handle:streamInfo():filterState():set("wasm.ai_log", "envoy.string", md["ai_log"])
+  end
+end
+function envoy_on_request(handle)
+end
+function envoy_on_response(handle)
+  copy(handle)
+  for _ in handle:bodyChunks() do
+    copy(handle)
+  end
+  copy(handle)
+end
+"""
+
+
+@dataclass
+class EnvoyOptions:
+    listen: str = "127.0.0.1:10000"
+    upstream: str = "127.0.0.1:8081"
+    upstream_tls: bool = False
+    processor: str = "127.0.0.1:18080"
+    admin: str = "127.0.0.1:9901"
+    access_log: str = "/dev/stdout"
+    mode: str = "inline"  # inline | observe
+    log_format: str = "filter-state"  # filter-state (exact Higress line) | dynamic-metadata
+    namespace: str = "gateway_stats"
+    route_name: str = "llm"
+    message_timeout_ms: int = 200
+    tracing_collector: str | None = None  # HOST:PORT of an OTLP gRPC collector for Envoy's own spans
+
+
+def _socket(addr: str) -> dict[str, Any]:
+    host, port = split_host_port(addr)
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _endpoint(addr: str) -> dict[str, Any]:
+    if addr.startswith("unix:"):
+        return {"pipe": {"path": addr[len("unix:") :]}}
+    return _socket(addr)
+
+
+def _cluster(name: str, addr: str, *, http2: bool = False, tls_sni: str | None = None) -> dict[str, Any]:
+    is_ip = addr.startswith("unix:") or split_host_port(addr)[0].replace(".", "").isdigit()
+    c: dict[str, Any] = {
+        "name": name,
+        "type": "STATIC" if is_ip else "STRICT_DNS",
+        "connect_timeout": "2s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _endpoint(addr)}}]}],
+        },
+    }
+    if http2:
+        c["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        }
+    if tls_sni is not None:
+        c["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": tls_sni,
+            },
+        }
+    return c
+
+
+def ext_proc_filter(o: EnvoyOptions) -> dict[str, Any]:
+    observe = o.mode == "observe"
+    cfg: dict[str, Any] = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+        "grpc_service": {"envoy_grpc": {"cluster_name": "gateway_stats"}, "timeout": "5s"},
+        # Never break traffic: if gateway-stats is down or slow, requests go on unobserved.
+        "failure_mode_allow": True,
+        "message_timeout": f"{o.message_timeout_ms / 1000:g}s",
+        "processing_mode": {
+            "request_header_mode": "SEND",
+            "response_header_mode": "SEND",
+            # STREAMED, never BUFFERED: a huge request body must not hit a buffer limit (413) because of us.
+            "request_body_mode": "STREAMED",
+            "response_body_mode": "STREAMED",
+            "request_trailer_mode": "SKIP",
+            "response_trailer_mode": "SKIP",
+        },
+        "request_attributes": ["xds.route_name", "xds.cluster_name", "xds.virtual_host_name", "request.id"],
+        "response_attributes": ["response.code"],
+    }
+    if observe:
+        # Envoy sends and never waits; every answer (and so our metadata) is ignored: gateway-stats
+        # writes the ai_log line itself (serve --ai-log-file).
+        cfg["observability_mode"] = True
+        cfg["deferred_close_timeout"] = "1s"
+    else:
+        cfg["allow_mode_override"] = True
+        cfg["send_body_without_waiting_for_header_response"] = True
+        cfg["allow_content_length_header"] = True
+        cfg["metadata_options"] = {"receiving_namespaces": {"untyped": [o.namespace]}}
+    return {"name": "envoy.filters.http.ext_proc", "typed_config": cfg}
+
+
+def access_log_format(o: EnvoyOptions) -> str:
+    if o.mode == "observe":
+        return '{"request_id":"%REQ(X-REQUEST-ID)%","status":%RESPONSE_CODE%,"duration_ms":%DURATION%}\n'
+    if o.log_format == "dynamic-metadata":
+        return '{"ai_log":"%DYNAMIC_METADATA(' + o.namespace + ':ai_log)%"}\n'
+    return HIGRESS_LOG_FORMAT
+
+
+def bootstrap(o: EnvoyOptions) -> dict[str, Any]:
+    filters: list[dict[str, Any]] = []
+    if o.mode == "inline" and o.log_format == "filter-state":
+        filters.append(
+            {
+                "name": "envoy.filters.http.lua",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                    "default_source_code": {"inline_string": LUA_COPY % {"ns": o.namespace}},
+                },
+            }
+        )
+    filters.append(ext_proc_filter(o))
+    filters.append(
+        {
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+        }
+    )
+    up_host = split_host_port(o.upstream)[0]
+    hcm: dict[str, Any] = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+        "HttpConnectionManager",
+        "stat_prefix": "llm",
+        "generate_request_id": True,
+        "access_log": [
+            {
+                "name": "envoy.access_loggers.file",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                    "path": o.access_log,
+                    "log_format": {"text_format_source": {"inline_string": access_log_format(o)}},
+                },
+            }
+        ],
+        "route_config": {
+            "name": "llm_routes",
+            "virtual_hosts": [
+                {
+                    "name": "llm",
+                    "domains": ["*"],
+                    "routes": [
+                        {
+                            "name": o.route_name,
+                            "match": {"prefix": "/"},
+                            "route": {
+                                "cluster": "llm_upstream",
+                                "timeout": "300s",
+                                **({"host_rewrite_literal": up_host} if o.upstream_tls else {}),
+                            },
+                        }
+                    ],
+                }
+            ],
+        },
+        "http_filters": filters,
+    }
+    clusters = [
+        _cluster("llm_upstream", o.upstream, tls_sni=up_host if o.upstream_tls else None),
+        _cluster("gateway_stats", o.processor, http2=True),
+    ]
+    # Each observed request holds one gRPC stream: the default max_requests (1024) would cap them.
+    clusters[1]["circuit_breakers"] = {
+        "thresholds": [
+            {
+                "priority": "DEFAULT",
+                "max_connections": 100000,
+                "max_pending_requests": 100000,
+                "max_requests": 100000,
+                "max_retries": 10,
+            }
+        ]
+    }
+    return {
+        "admin": {"address": _socket(o.admin)},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "llm",
+                    "address": _socket(o.listen),
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": clusters,
+        },
+    }
+
+
+def render(o: EnvoyOptions) -> str:
+    head = (
+        "# Envoy bootstrap generated by `gateway-stats envoy-config` "
+        f"(mode: {o.mode}, access log: {o.log_format if o.mode == 'inline' else 'observe'}).\n"
+    )
+    if o.mode == "observe":
+        head += (
+            "# Observability mode: Envoy ignores every ext_proc answer, so no ai_log reaches this access\n"
+            "# log. Run `gateway-stats serve --ai-log-file PATH` to have gateway-stats write the\n"
+            '# {"ai_log":"…","request_id":"…"} lines itself; join them to this log by request_id.\n'
+        )
+    return head + yaml.safe_dump(bootstrap(o), sort_keys=False, width=120)

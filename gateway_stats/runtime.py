@@ -1,0 +1,54 @@
+"""What a running sidecar shares across streams: the live config, the metrics registry and the sinks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prometheus_client import CollectorRegistry, disable_created_metrics
+
+from gateway_stats.config import Config, ConfigStore
+from gateway_stats.record import CallRecord
+from gateway_stats.selfmetrics import ReloadCollector, SelfMetrics
+from gateway_stats.sinks import AiLogLineSink, Sink, SinkSet
+
+log = logging.getLogger(__name__)
+
+disable_created_metrics()  # no `_created` series: Higress dashboards expect plain counters
+
+
+class Runtime:
+    def __init__(self, store: ConfigStore, *, ai_log_file: str | None = None) -> None:
+        self.store = store
+        self.registry = CollectorRegistry()
+        self.self_metrics = SelfMetrics(self.registry)
+        self.registry.register(ReloadCollector(store))
+        sinks: list[Sink] = []
+        path = ai_log_file or store.current.extensions.ai_log_file
+        if path:
+            sinks.append(AiLogLineSink(path))
+        self.sinks = SinkSet(sinks, on_error=lambda name: self.self_metrics.errors.labels("sink").inc())
+        self.ready = False
+
+    @property
+    def config(self) -> Config:
+        return self.store.current
+
+    def add_sink(self, sink: Sink) -> None:
+        self.sinks.sinks.append(sink)
+
+    def emit(self, rec: CallRecord, ai_log: dict[str, Any]) -> None:
+        sm = self.self_metrics
+        for cap in rec.caps_hit:
+            sm.caps_hit.labels(cap).inc()
+        for key in ("bad_json_request", "bad_json_response"):
+            if rec.extra.get(key):
+                sm.bad_json.labels(key[9:]).inc()
+        if rec.extra.get("bad_json_events"):
+            sm.bad_json.labels("event").inc(rec.extra["bad_json_events"])
+        if rec.extra.get("sse_resyncs"):
+            sm.sse_resyncs.inc(rec.extra["sse_resyncs"])
+        self.sinks.emit(rec, ai_log)
+
+    def close(self) -> None:
+        self.sinks.close()

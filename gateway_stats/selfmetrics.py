@@ -1,0 +1,91 @@
+"""The sidecar's own health metrics: streams, messages, handling time, errors, reloads.
+
+Kept apart from the AI-traffic metrics so that operators can always see what the observer
+itself costs and whether it is dropping anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway_stats.config import ConfigStore
+
+HANDLING_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+
+
+class SelfMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.active_streams = Gauge(
+            "gateway_stats_active_streams", "ext_proc streams currently open", registry=registry
+        )
+        self.streams = Counter(
+            "gateway_stats_streams", "ext_proc streams by how they ended", ["end"], registry=registry
+        )
+        self.messages = Counter(
+            "gateway_stats_messages", "ext_proc messages received by phase", ["phase"], registry=registry
+        )
+        self.handling = Histogram(
+            "gateway_stats_message_handling_seconds",
+            "time spent handling one ext_proc message (analysis included)",
+            ["phase"],
+            buckets=HANDLING_BUCKETS,
+            registry=registry,
+        )
+        self.errors = Counter(
+            "gateway_stats_errors",
+            "exceptions caught while handling a message or feeding a sink (traffic unaffected)",
+            ["phase"],
+            registry=registry,
+        )
+        self.records = Counter(
+            "gateway_stats_records",
+            "call records finalized, by end reason",
+            ["end_reason"],
+            registry=registry,
+        )
+        self.caps_hit = Counter(
+            "gateway_stats_caps_hit",
+            "bounded buffers that reached their cap, by cap",
+            ["cap"],
+            registry=registry,
+        )
+        self.sse_resyncs = Counter(
+            "gateway_stats_sse_resyncs",
+            "SSE framer resynchronisations after an oversized event",
+            registry=registry,
+        )
+        self.bad_json = Counter(
+            "gateway_stats_bad_json",
+            "bodies or events that were not valid JSON",
+            ["where"],
+            registry=registry,
+        )
+        for phase in (
+            "request_headers",
+            "request_body",
+            "response_headers",
+            "response_body",
+            "trailers",
+            "finish",
+            "sink",
+        ):
+            self.errors.labels(phase)
+
+
+class ReloadCollector(Collector):
+    """Config reloads by result, read from the store at scrape time (the store owns the counts)."""
+
+    def __init__(self, store: ConfigStore) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Metric]:
+        c = CounterMetricFamily(
+            "gateway_stats_config_reloads", "config file reloads by result", labels=["result"]
+        )
+        c.add_metric(["ok"], self.store.reloads_ok)
+        c.add_metric(["failed"], self.store.reloads_failed)
+        yield c

@@ -1,0 +1,127 @@
+"""Process wiring for `gateway-stats serve`: gRPC server, health, side HTTP, config reload, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+
+from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+from gateway_stats.addresses import grpc_target, split_host_port
+from gateway_stats.config import Config, ConfigStore
+from gateway_stats.http_side import SideHTTP
+from gateway_stats.runtime import Runtime
+from gateway_stats.servicer import ExtProcServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # BUFFERED bodies can be large; Python's default is 4 MB
+
+
+@dataclass
+class ServeOptions:
+    config_path: str | None
+    grpc_address: str = "127.0.0.1:18080"
+    metrics_address: str = "127.0.0.1:19090"
+    drain_seconds: float = 10.0
+    ai_log_file: str | None = None
+
+
+class Sidecar:
+    def __init__(self, opts: ServeOptions) -> None:
+        self.opts = opts
+        self.runtime: Runtime | None = None
+        self.grpc_server: grpc.aio.Server | None = None
+        self.side: SideHTTP | None = None
+        self.health: health_aio.HealthServicer | None = None
+        self.grpc_port: int = 0
+        self.metrics_port: int = 0
+        self._stop = asyncio.Event()
+        self._watch: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        store = ConfigStore(self.opts.config_path, on_change=self._on_config)
+        rt = Runtime(store, ai_log_file=self.opts.ai_log_file)
+        self.runtime = rt
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_concurrent_streams", 100_000),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        pb_grpc.add_ExternalProcessorServicer_to_server(ExtProcServicer(rt), server)
+        health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        self.health = health
+        target = grpc_target(self.opts.grpc_address)
+        port = server.add_insecure_port(target)
+        if not target.startswith("unix:") and port == 0:
+            raise OSError(f"cannot listen on gRPC address {self.opts.grpc_address}")
+        self.grpc_port = port
+        await server.start()
+        self.grpc_server = server
+        for svc in ("", SERVICE_NAME):
+            await health.set(svc, health_pb2.HealthCheckResponse.SERVING)
+        host, mport = split_host_port(self.opts.metrics_address)
+        self.side = SideHTTP(rt.registry, lambda: rt.ready)
+        self.metrics_port = await self.side.start(host, mport)
+        self._watch = asyncio.create_task(store.watch())
+        rt.ready = True
+        log.info(
+            "gateway-stats serving ext_proc on %s (port %s), metrics on http://%s:%s/metrics, config %s",
+            self.opts.grpc_address,
+            port,
+            host,
+            self.metrics_port,
+            store.current.source,
+        )
+
+    def _on_config(self, cfg: Config) -> None:
+        log.info("config reloaded from %s", cfg.source)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        """Drain: stop taking new streams, give in-flight ones `drain_seconds`, then close."""
+        rt = self.runtime
+        if rt is not None:
+            rt.ready = False
+        if self.health is not None:
+            with contextlib.suppress(Exception):
+                await self.health.enter_graceful_shutdown()
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        if self.grpc_server is not None:
+            log.info("draining in-flight streams for up to %.1fs", self.opts.drain_seconds)
+            await self.grpc_server.stop(self.opts.drain_seconds)
+        if self.side is not None:
+            await self.side.stop()
+        if rt is not None:
+            rt.close()
+
+
+async def serve(opts: ServeOptions) -> int:
+    sidecar = Sidecar(opts)
+    await sidecar.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, sidecar.request_stop)
+    await sidecar.wait()
+    log.info("signal received: shutting down")
+    await sidecar.stop()
+    return 0

@@ -1,0 +1,175 @@
+"""The gRPC ExternalProcessor: a thin adapter from ext_proc messages to the sans-IO observer.
+
+Every answer is CONTINUE with no mutation, so bytes are never changed. Any exception while
+handling a message is caught, counted and logged once; the stream goes on. The current ai_log is
+attached as dynamic metadata at the points Higress rewrites it (end of request body, each event
+that brings usage, end of response), so an aborted stream still has its line in the access log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from gateway_stats import ailog
+from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as pb
+from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+from gateway_stats.observer import CallObserver
+from gateway_stats.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+ATTR_NS = "envoy.filters.http.ext_proc"
+
+# Pre-built CONTINUE answers (immutable once built; grpc only serialises them).
+_CONTINUE = {
+    "request_headers": pb.ProcessingResponse(request_headers=pb.HeadersResponse()),
+    "response_headers": pb.ProcessingResponse(response_headers=pb.HeadersResponse()),
+    "request_body": pb.ProcessingResponse(request_body=pb.BodyResponse()),
+    "response_body": pb.ProcessingResponse(response_body=pb.BodyResponse()),
+    "request_trailers": pb.ProcessingResponse(request_trailers=pb.TrailersResponse()),
+    "response_trailers": pb.ProcessingResponse(response_trailers=pb.TrailersResponse()),
+}
+
+
+def headers_dict(hm: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for h in hm.headers:
+        v = h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
+        k = h.key
+        if k in out:
+            out[k] = out[k] + "," + v
+        else:
+            out[k] = v
+    return out
+
+
+def attributes_dict(req: Any) -> dict[str, str]:
+    if ATTR_NS not in req.attributes:
+        return {}
+    out: dict[str, str] = {}
+    for k, v in req.attributes[ATTR_NS].fields.items():
+        kind = v.WhichOneof("kind")
+        if kind == "string_value":
+            out[k] = v.string_value
+        elif kind == "number_value":
+            n = v.number_value
+            out[k] = str(int(n)) if n.is_integer() else str(n)
+        elif kind == "bool_value":
+            out[k] = "true" if v.bool_value else "false"
+    return out
+
+
+class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._logged_phases: set[str] = set()
+
+    def _error(self, phase: str) -> None:
+        self.rt.self_metrics.errors.labels(phase).inc()
+        if phase not in self._logged_phases:
+            self._logged_phases.add(phase)
+            log.exception("error while handling %s (logged once per phase; traffic unaffected)", phase)
+        else:
+            log.debug("error while handling %s", phase, exc_info=True)
+
+    def _metadata_answer(self, phase: str, obs: CallObserver) -> pb.ProcessingResponse:
+        resp = pb.ProcessingResponse()
+        getattr(resp, phase).SetInParent()
+        ns = self.rt.config.extensions.metadata_namespace
+        fields = resp.dynamic_metadata.fields[ns].struct_value.fields
+        doc = obs.ai_log()
+        fields["ai_log"].string_value = ailog.escaped(doc)
+        rec = obs.record
+        for key in rec.separate_log_keys:
+            v = rec.attributes.get(key)
+            fields[key].string_value = (
+                "" if v is None else (v if isinstance(v, str) else ailog.dumps(v).decode())
+            )
+        return resp
+
+    async def Process(
+        self, request_iterator: AsyncIterator[pb.ProcessingRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ProcessingResponse]:
+        rt = self.rt
+        sm = rt.self_metrics
+        obs = CallObserver(rt.config)
+        sm.active_streams.inc()
+        end = "cancelled"
+        observability = False
+        finished = False
+        try:
+            async for req in request_iterator:
+                phase = req.WhichOneof("request")
+                if phase is None:
+                    continue
+                t0 = time.perf_counter()
+                now = time.monotonic_ns()
+                changed = False
+                done = False
+                try:
+                    observability = req.observability_mode
+                    if phase == "response_body":
+                        body = req.response_body
+                        changed = obs.on_response_body(body.body, body.end_of_stream, now)
+                        done = body.end_of_stream
+                    elif phase == "request_body":
+                        body = req.request_body
+                        changed = obs.on_request_body(body.body, body.end_of_stream, now)
+                    elif phase == "request_headers":
+                        h = req.request_headers
+                        changed = obs.on_request_headers(
+                            headers_dict(h.headers), attributes_dict(req), h.end_of_stream, now
+                        )
+                    elif phase == "response_headers":
+                        h = req.response_headers
+                        changed = obs.on_response_headers(
+                            headers_dict(h.headers), attributes_dict(req), h.end_of_stream, now
+                        )
+                        done = h.end_of_stream
+                    # trailers: nothing to extract; answered below
+                except Exception:
+                    self._error(phase)
+                sm.messages.labels(phase).inc()
+                if done:
+                    finished = True
+                    end = "complete"
+                    self._finish(obs, now, "complete")
+                if not observability:
+                    if changed and obs.observed:
+                        try:
+                            answer = self._metadata_answer(phase, obs)
+                        except Exception:
+                            self._error(phase)
+                            answer = _CONTINUE[phase]
+                    else:
+                        answer = _CONTINUE[phase]
+                    sm.handling.labels(phase).observe(time.perf_counter() - t0)
+                    yield answer
+                else:
+                    sm.handling.labels(phase).observe(time.perf_counter() - t0)
+                if done and observability:
+                    # Envoy keeps an observability stream open for deferred_close_timeout unless we end it.
+                    break
+            else:
+                end = "client_closed" if not finished else "complete"
+        finally:
+            if not finished:
+                self._finish(obs, time.monotonic_ns(), "aborted")
+            sm.streams.labels(end).inc()
+            sm.active_streams.dec()
+
+    def _finish(self, obs: CallObserver, now: int, reason: str) -> None:
+        try:
+            rec = obs.finish(now, reason)
+            self.rt.self_metrics.records.labels(reason).inc()
+            if not obs.observed:
+                return
+            doc = obs.ai_log()
+            self.rt.emit(rec, doc)
+        except Exception:
+            self._error("finish")

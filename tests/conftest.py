@@ -1,0 +1,137 @@
+"""End-to-end rig: real Envoy 1.40 + gateway-stats + the mock LLM on free loopback ports.
+
+Every process is started by `gateway_stats.procs.Stack` (the same code the demo uses) and stopped
+by PID when the test or module ends.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway_stats.procs import Stack
+
+
+@pytest.fixture
+def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    made: list[Stack] = []
+
+    def make(**kw: Any) -> Stack:
+        s = Stack(tmp_path / f"stack{len(made)}", **kw)
+        made.append(s)
+        try:
+            s.start()
+        except Exception:
+            for p in s.procs.values():
+                print(f"--- {p.name} ---\n{p.log_text()[-3000:]}")
+            s.stop()
+            raise
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One inline stack shared by a module (default config: usage and model only)."""
+    s = Stack(tmp_path_factory.mktemp("stack"))
+    try:
+        s.start()
+    except Exception:
+        for p in s.procs.values():
+            print(f"--- {p.name} ---\n{p.log_text()[-3000:]}")
+        s.stop()
+        raise
+    yield s
+    s.stop()
+
+
+def post(
+    port: int,
+    path: str,
+    body: dict[str, Any] | bytes,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        h = {"content-type": "application/json", **(headers or {})}
+        conn.request("POST", path, body=data, headers=h)
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def access_lines(stack: Stack) -> list[dict[str, Any]]:
+    try:
+        text = stack.access_log.read_text()
+    except OSError:
+        return []
+    return [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+
+
+def ai_logs(stack: Stack) -> list[dict[str, Any]]:
+    out = []
+    for line in access_lines(stack):
+        v = line.get("ai_log")
+        if isinstance(v, str) and v not in ("", "-"):
+            out.append(json.loads(v))
+    return out
+
+
+def wait_for(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def ai_log_for(stack: Stack, marker: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The ai_log whose chat_id (set by the mock from x-mock-chat-id) is `marker`."""
+
+    def find() -> dict[str, Any] | None:
+        for d in ai_logs(stack):
+            if d.get("chat_id") == marker:
+                return d
+        return None
+
+    return wait_for(find, timeout, f"ai_log with chat_id {marker}")  # type: ignore[no-any-return]
+
+
+def metrics_text(stack: Stack) -> str:
+    with urllib.request.urlopen(stack.metrics_url, timeout=5) as r:
+        return r.read().decode()
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of samples of `name` whose labels include `labels`."""
+    total = 0.0
+    found = False
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, lab = head.partition("{")
+        if metric != name:
+            continue
+        pairs = dict(p.split("=", 1) for p in lab.rstrip("}").split(",") if "=" in p)
+        pairs = {k: v.strip('"') for k, v in pairs.items()}
+        if all(pairs.get(k) == v for k, v in labels.items()):
+            total += float(value)
+            found = True
+    return total if found else 0.0
