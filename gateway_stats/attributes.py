@@ -213,11 +213,15 @@ def question_of(req: dict[str, Any]) -> Any:
         if isinstance(parts, list) and parts and isinstance(parts[0], dict) and "text" in parts[0]:
             return parts[0]["text"]
         return MISSING
-    inp = req.get("input")  # Responses API
+    inp = req.get("input")  # Responses API, embeddings
+    if inp is None:
+        inp = req.get("prompt")  # legacy completions
     if isinstance(inp, str):
         return inp
     if isinstance(inp, list) and inp:
         last = inp[-1]
+        if isinstance(last, str):
+            return last
         if isinstance(last, dict) and "content" in last:
             return last["content"]
     return MISSING

@@ -327,7 +327,7 @@ def _usage(provider: str, inp: int, out: int, cached: int, reasoning: int) -> tu
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": cached,
             "output_tokens": out,
-        }, inp + out
+        }, inp + out + cached  # Anthropic sends no total; Higress adds the cache tokens
     total = inp + out + reasoning  # gemini
     usage: dict[str, Any] = {
         "promptTokenCount": inp,

@@ -211,6 +211,9 @@ class Stack:
                 "warn",
                 "--base-id",
                 str(self.admin_port),
+                # Envoy flushes file access logs every 10 s by default; tests and the demo read them now.
+                "--file-flush-interval-msec",
+                "100",
             ],
             self.workdir,
         )
