@@ -79,3 +79,12 @@ def escaped(obj: dict[str, Any]) -> str:
     """The JSON text escaped as the body of a JSON string (what the text access-log format prints raw)."""
     inner = dumps(obj).decode()
     return orjson.dumps(inner).decode()[1:-1]
+
+
+def escaped_value(v: Any) -> str:
+    """An `as_separate_log_field` value for a `"%…%"` access-log slot: strings as their text, other
+    values as JSON text, unresolved as empty; escaped so the line stays valid JSON."""
+    if v is None:
+        return ""
+    text = v if isinstance(v, str) else dumps(v).decode()
+    return orjson.dumps(text).decode()[1:-1]

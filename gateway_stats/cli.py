@@ -75,6 +75,16 @@ def _envoy_config(args: argparse.Namespace) -> int:
         message_timeout_ms=args.message_timeout_ms,
     )
     try:
+        if args.config:
+            from gateway_stats.config import ConfigError, load_config
+
+            try:
+                cfg = load_config(args.config)
+            except ConfigError as e:
+                print(f"gateway-stats envoy-config: {e}", file=sys.stderr)
+                return 1
+            opts.separate_fields = cfg.separate_log_fields()
+            opts.namespace = cfg.extensions.metadata_namespace
         text = render(opts)
     except ValueError as e:
         print(f"gateway-stats envoy-config: {e}", file=sys.stderr)
@@ -150,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--route-name", default="llm", help="name of the catch-all route (ai_route label)")
     e.add_argument("--message-timeout-ms", type=int, default=200)
+    e.add_argument(
+        "--config",
+        help="the gateway-stats config: its as_separate_log_field keys get their own access-log fields "
+        "and its metadata_namespace is used",
+    )
     e.set_defaults(func=_envoy_config)
 
     d = sub.add_parser("demo", help="Envoy + gateway-stats + mock LLM, real traffic, show ai_log and metrics")

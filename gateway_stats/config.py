@@ -293,6 +293,15 @@ class Config:
         """The default config followed by every rule's config."""
         return (self.default, *(r.config for r in self.match_rules))
 
+    def separate_log_fields(self) -> tuple[str, ...]:
+        """Keys logged as their own access-log field (`apply_to_log` + `as_separate_log_field`)."""
+        keys: dict[str, None] = {}
+        for pc in self.plugin_configs():
+            for a in pc.attributes:
+                if a.apply_to_log and a.as_separate_log_field:
+                    keys[a.key] = None
+        return tuple(keys)
+
 
 # --------------------------------------------------------------------------------------- presets
 

@@ -7,6 +7,7 @@ circuit breakers on the side cluster, and an access log printing Higress's `{"ai
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,16 +16,24 @@ import yaml
 from gateway_stats.addresses import split_host_port
 
 HIGRESS_LOG_FORMAT = '{"ai_log":"%FILTER_STATE(wasm.ai_log:PLAIN)%"}\n'
+_LOG_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
-# Copies our ai_log from dynamic metadata into the filter state key Higress uses, so the access
-# log line is byte-for-byte Higress's. It copies on every chunk, not only after the loop, so a
-# stream cut mid-way still leaves the latest ai_log behind. bodyChunks() never buffers.
+# Copies our dynamic metadata (ai_log and every `as_separate_log_field` value) into the filter
+# state keys Higress uses (`wasm.<key>`), so the access log line is byte-for-byte Higress's. It
+# copies on every chunk, not only after the loop, so a stream cut mid-way still leaves the latest
+# values behind. bodyChunks() never buffers.
 LUA_COPY = """\
 local NS = "%(ns)s"
 local function copy(handle)
   local md = handle:streamInfo():dynamicMetadata():get(NS)
-  if md ~= nil and md["ai_log"] ~= nil then
-    handle:streamInfo():filterState():set("wasm.ai_log", "envoy.string", md["ai_log"])
+  if md == nil then
+    return
+  end
+  local fs = handle:streamInfo():filterState()
+  for k, v in pairs(md) do
+    if type(v) == "string" then
+      fs:set("wasm." .. k, "envoy.string", v)
+    end
   end
 end
 function envoy_on_request(handle)
@@ -53,6 +62,8 @@ class EnvoyOptions:
     route_name: str = "llm"
     message_timeout_ms: int = 200
     tracing_collector: str | None = None  # HOST:PORT of an OTLP gRPC collector for Envoy's own spans
+    # `as_separate_log_field` keys of the gateway-stats config: each gets its own access-log field.
+    separate_fields: tuple[str, ...] = ()
 
 
 def _socket(addr: str) -> dict[str, Any]:
@@ -129,11 +140,18 @@ def ext_proc_filter(o: EnvoyOptions) -> dict[str, Any]:
 
 
 def access_log_format(o: EnvoyOptions) -> str:
+    """One JSON object per line. Values are stored pre-escaped, so `"%…%"` is always a valid JSON string."""
     if o.mode == "observe":
         return '{"request_id":"%REQ(X-REQUEST-ID)%","status":%RESPONSE_CODE%,"duration_ms":%DURATION%}\n'
+    fields = ["ai_log", *(k for k in o.separate_fields if k != "ai_log")]
+    for k in fields:
+        if not _LOG_KEY.match(k):
+            raise ValueError(f"as_separate_log_field key {k!r} cannot be an access-log field name")
     if o.log_format == "dynamic-metadata":
-        return '{"ai_log":"%DYNAMIC_METADATA(' + o.namespace + ':ai_log)%"}\n'
-    return HIGRESS_LOG_FORMAT
+        parts = [f'"{k}":"%DYNAMIC_METADATA({o.namespace}:{k})%"' for k in fields]
+    else:
+        parts = [f'"{k}":"%FILTER_STATE(wasm.{k}:PLAIN)%"' for k in fields]
+    return "{" + ",".join(parts) + "}\n"
 
 
 def bootstrap(o: EnvoyOptions) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway_stats.config import load_config
 from gateway_stats.envoy_bootstrap import EnvoyOptions, render
 
 
@@ -194,6 +195,7 @@ class Stack:
             access_log=str(self.access_log),
             mode=self.mode,
             log_format=self.log_format,
+            separate_fields=load_config(self.config_path).separate_log_fields() if self.config_path else (),
         )
         for k, v in self.envoy_extra.items():
             setattr(opts, k, v)

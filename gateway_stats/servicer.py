@@ -86,10 +86,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
         fields["ai_log"].string_value = ailog.escaped(doc)
         rec = obs.record
         for key in rec.separate_log_keys:
-            v = rec.attributes.get(key)
-            fields[key].string_value = (
-                "" if v is None else (v if isinstance(v, str) else ailog.dumps(v).decode())
-            )
+            fields[key].string_value = ailog.escaped_value(rec.attributes.get(key))
         return resp
 
     async def Process(
