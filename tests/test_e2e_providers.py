@@ -237,3 +237,27 @@ def test_unterminated_final_event_still_counted(preset_stack: Stack) -> None:
     t = expected(path, headers, body)
     log = ai_log_for(preset_stack, "unterm")
     assert (log["input_token"], log["output_token"]) == (t.input_tokens, t.output_tokens)
+
+
+def test_timings_against_mock_truth(preset_stack: Stack) -> None:
+    """Durations sit inside what the mock did (slow first byte, paced events) and what the client saw."""
+    import time
+
+    path, body = _request("openai.chat", True, False)
+    headers = {
+        "x-mock-chat-id": "timing",
+        "x-mock-first-byte-ms": "250",
+        "x-mock-interval-ms": "40",
+        "x-mock-events": "6",
+        "accept-encoding": "identity",
+    }
+    t0 = time.monotonic()
+    status, _, _ = post(preset_stack.envoy_port, path, body, headers)
+    client_ms = (time.monotonic() - t0) * 1000
+    assert status == 200
+    log = ai_log_for(preset_stack, "timing")
+    first_byte, first_content = log["llm_first_token_duration"], log["llm_first_content_duration"]
+    total = log["llm_service_duration"]
+    assert 250 <= first_byte <= first_content <= total <= client_ms
+    # Events are paced 40 ms apart after the first byte: at least 6 gaps until the usage event.
+    assert total - first_byte >= 6 * 40 - 5
