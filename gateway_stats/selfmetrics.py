@@ -64,6 +64,8 @@ class SelfMetrics:
             ["where"],
             registry=registry,
         )
+        # Label children cached per phase: a labels() lookup per message is measurable on the hot path.
+        self._per_phase: dict[str, tuple[Counter, Histogram]] = {}
         for phase in (
             "request_headers",
             "request_body",
@@ -74,6 +76,14 @@ class SelfMetrics:
             "sink",
         ):
             self.errors.labels(phase)
+
+    def message_done(self, phase: str, seconds: float) -> None:
+        """One ext_proc message handled: count it and record its handling time."""
+        pair = self._per_phase.get(phase)
+        if pair is None:
+            pair = self._per_phase[phase] = (self.messages.labels(phase), self.handling.labels(phase))
+        pair[0].inc()
+        pair[1].observe(seconds)
 
 
 class ReloadCollector(Collector):

@@ -99,6 +99,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
         end = "cancelled"
         observability = False
         finished = False
+        emit_pending = False
         try:
             async for req in request_iterator:
                 phase = req.WhichOneof("request")
@@ -131,11 +132,13 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
                     # trailers: nothing to extract; answered below
                 except Exception:
                     self._error(phase)
-                sm.messages.labels(phase).inc()
                 if done:
                     finished = True
                     end = "complete"
-                    self._finish(obs, now, "complete")
+                    # Finalize now (cheap, sans-IO) so the answer carries the final ai_log; the sinks
+                    # (metrics, spans, files) run after the answer is on its way to Envoy.
+                    self._close_record(obs, now, "complete")
+                    emit_pending = True
                 if not observability:
                     if changed and obs.observed:
                         try:
@@ -145,10 +148,13 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
                             answer = _CONTINUE[phase]
                     else:
                         answer = _CONTINUE[phase]
-                    sm.handling.labels(phase).observe(time.perf_counter() - t0)
+                    sm.message_done(phase, time.perf_counter() - t0)
                     yield answer
                 else:
-                    sm.handling.labels(phase).observe(time.perf_counter() - t0)
+                    sm.message_done(phase, time.perf_counter() - t0)
+                if emit_pending:
+                    emit_pending = False
+                    self._emit(obs)
                 if done and observability:
                     # Envoy keeps an observability stream open for deferred_close_timeout unless we end it.
                     break
@@ -156,17 +162,24 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
                 end = "client_closed" if not finished else "complete"
         finally:
             if not finished:
-                self._finish(obs, time.monotonic_ns(), "aborted")
+                self._close_record(obs, time.monotonic_ns(), "aborted")
+                emit_pending = True
+            if emit_pending:
+                self._emit(obs)
             sm.streams.labels(end).inc()
             sm.active_streams.dec()
 
-    def _finish(self, obs: CallObserver, now: int, reason: str) -> None:
+    def _close_record(self, obs: CallObserver, now: int, reason: str) -> None:
         try:
-            rec = obs.finish(now, reason)
+            obs.finish(now, reason)
             self.rt.self_metrics.records.labels(reason).inc()
-            if not obs.observed:
-                return
-            doc = obs.ai_log()
-            self.rt.emit(rec, doc)
         except Exception:
             self._error("finish")
+
+    def _emit(self, obs: CallObserver) -> None:
+        try:
+            if obs.observed:
+                self.rt.emit(obs.record, obs.ai_log())
+        except Exception:
+            self._error("finish")
+

@@ -50,7 +50,7 @@ def test_huge_request_and_huge_sse_event_pass_with_bounded_memory(stack_factory)
     with urllib.request.urlopen(f"http://127.0.0.1:{st.mock_port}/_mock/records/huge-req", timeout=10) as r:
         got = json.loads(r.read())
     assert got["request_bytes"] == size and got["request_sha256"] == digest
-    log = ai_log_for(st, "huge-req")
+    log = ai_log_for(st, "huge-req", timeout=60)
     assert log["input_token"] == 25_000_000
     assert "request_body" in log["gateway_stats_caps_hit"]
 
@@ -69,7 +69,7 @@ def test_huge_request_and_huge_sse_event_pass_with_bounded_memory(stack_factory)
     _, _, direct = post(st.mock_port, "/v1/chat/completions", req, h, timeout=120)
     assert hashlib.sha256(via_envoy).digest() == hashlib.sha256(direct).digest()
     t = expected("/v1/chat/completions", h, req)
-    log = ai_log_for(st, "huge-event")
+    log = ai_log_for(st, "huge-event", timeout=60)
     assert (log["input_token"], log["output_token"]) == (t.input_tokens, t.output_tokens)
     assert "sse_event" in log["gateway_stats_caps_hit"]
 

@@ -215,12 +215,13 @@ def test_client_disconnect_after_usage_keeps_tokens(preset_stack: Stack, provide
         "openai.responses": b"response.completed",
         "gemini": b'"finishReason"',
     }[provider]
-    while needle not in got:
+    # Read until that event is complete (its blank line arrived), so Envoy has passed all of it on.
+    while needle not in got or b"\n\n" not in got[got.index(needle) :]:
         chunk = s.recv(65536)
         assert chunk, "stream ended before the usage event"
         got += chunk
     s.close()
-    log = ai_log_for(preset_stack, marker, timeout=15)
+    log = ai_log_for(preset_stack, marker, timeout=30)
     assert log["model"] == t.model
     assert (log["input_token"], log["output_token"]) == (t.input_tokens, t.output_tokens)
 
