@@ -73,6 +73,8 @@ def _envoy_config(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         route_name=args.route_name,
         message_timeout_ms=args.message_timeout_ms,
+        tracing_collector=args.tracing_collector,
+        tracing_service_name=args.tracing_service_name,
     )
     try:
         text = render(opts)
@@ -150,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--route-name", default="llm", help="name of the catch-all route (ai_route label)")
     e.add_argument("--message-timeout-ms", type=int, default=200)
+    e.add_argument(
+        "--tracing-collector",
+        metavar="HOST:PORT",
+        help="turn on Envoy's OpenTelemetry tracer, exporting OTLP/gRPC here; its request span then "
+        "carries model and token tags from our dynamic metadata",
+    )
+    e.add_argument("--tracing-service-name", default="envoy", help="service.name of Envoy's spans")
     e.set_defaults(func=_envoy_config)
 
     d = sub.add_parser("demo", help="Envoy + gateway-stats + mock LLM, real traffic, show ai_log and metrics")

@@ -3,6 +3,8 @@
 It embodies what we verified about ext_proc: fail-open, explicit message timeout, mode override,
 Content-Length kept, metadata namespace allow-listed, route/cluster/request-id attributes, raised
 circuit breakers on the side cluster, and an access log printing Higress's `{"ai_log":"…"}` line.
+With a tracing collector, Envoy's OpenTelemetry tracer is on and its request span gets our model and
+token counts through `custom_tags` reading our dynamic metadata (see span_tags.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import yaml
 
 from gateway_stats.addresses import split_host_port
+from gateway_stats.span_tags import TAG_NAMES
 
 HIGRESS_LOG_FORMAT = '{"ai_log":"%FILTER_STATE(wasm.ai_log:PLAIN)%"}\n'
 
@@ -53,6 +56,8 @@ class EnvoyOptions:
     route_name: str = "llm"
     message_timeout_ms: int = 200
     tracing_collector: str | None = None  # HOST:PORT of an OTLP gRPC collector for Envoy's own spans
+    tracing_service_name: str = "envoy"
+    tracing_flush_interval_ms: int | None = None  # Envoy's OTLP export interval (Envoy's default: 5000)
 
 
 def _socket(addr: str) -> dict[str, Any]:
@@ -136,6 +141,34 @@ def access_log_format(o: EnvoyOptions) -> str:
     return HIGRESS_LOG_FORMAT
 
 
+def tracing(o: EnvoyOptions) -> dict[str, Any]:
+    """HCM tracing: OpenTelemetry to the collector, and custom tags read from our dynamic metadata.
+
+    Envoy propagates W3C trace context: it joins a request's `traceparent`, passes the trace on to the
+    upstream, and sends it to gateway-stats in the ext_proc gRPC metadata, so our span lands in it.
+    """
+    return {
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                "grpc_service": {"envoy_grpc": {"cluster_name": "otel_collector"}, "timeout": "1s"},
+                "service_name": o.tracing_service_name,
+            },
+        },
+        "custom_tags": [
+            {
+                "tag": name,
+                "metadata": {
+                    "kind": {"request": {}},
+                    "metadata_key": {"key": o.namespace, "path": [{"key": name}]},
+                },
+            }
+            for name in TAG_NAMES
+        ],
+    }
+
+
 def bootstrap(o: EnvoyOptions) -> dict[str, Any]:
     filters: list[dict[str, Any]] = []
     if o.mode == "inline" and o.log_format == "filter-state":
@@ -193,6 +226,8 @@ def bootstrap(o: EnvoyOptions) -> dict[str, Any]:
         },
         "http_filters": filters,
     }
+    if o.tracing_collector:
+        hcm["tracing"] = tracing(o)
     clusters = [
         _cluster("llm_upstream", o.upstream, tls_sni=up_host if o.upstream_tls else None),
         _cluster("gateway_stats", o.processor, http2=True),
@@ -209,7 +244,9 @@ def bootstrap(o: EnvoyOptions) -> dict[str, Any]:
             }
         ]
     }
-    return {
+    if o.tracing_collector:
+        clusters.append(_cluster("otel_collector", o.tracing_collector, http2=True))
+    doc: dict[str, Any] = {
         "admin": {"address": _socket(o.admin)},
         "static_resources": {
             "listeners": [
@@ -228,6 +265,19 @@ def bootstrap(o: EnvoyOptions) -> dict[str, Any]:
             "clusters": clusters,
         },
     }
+    if o.tracing_collector and o.tracing_flush_interval_ms is not None:
+        doc["layered_runtime"] = {
+            "layers": [
+                {
+                    "name": "static",
+                    "static_layer": {
+                        "tracing.opentelemetry.flush_interval_ms": o.tracing_flush_interval_ms,
+                        "tracing.opentelemetry.min_flush_spans": 1,
+                    },
+                }
+            ]
+        }
+    return doc
 
 
 def render(o: EnvoyOptions) -> str:

@@ -4,6 +4,7 @@ Every answer is CONTINUE with no mutation, so bytes are never changed. Any excep
 handling a message is caught, counted and logged once; the stream goes on. The current ai_log is
 attached as dynamic metadata at the points Higress rewrites it (end of request body, each event
 that brings usage, end of response), so an aborted stream still has its line in the access log.
+Next to it go the span-tag keys (span_tags.py) Envoy's tracing custom_tags read.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from gateway_stats import ailog
+from gateway_stats import ailog, span_tags
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from gateway_stats.observer import CallObserver
@@ -85,6 +86,11 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
         doc = obs.ai_log()
         fields["ai_log"].string_value = ailog.escaped(doc)
         rec = obs.record
+        for key, tag in span_tags.tag_values(rec).items():
+            if isinstance(tag, str):
+                fields[key].string_value = tag
+            else:
+                fields[key].number_value = tag
         for key in rec.separate_log_keys:
             v = rec.attributes.get(key)
             fields[key].string_value = (
