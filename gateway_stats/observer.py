@@ -139,6 +139,9 @@ class CallObserver:
             except orjson.JSONDecodeError:
                 ex.note_bad_json("request")
         ex.on_request_body(doc)
+        tracing = self._config.extensions.tracing
+        if tracing.enabled and tracing.capture_content and isinstance(doc, dict):
+            rec.request_doc = doc  # opt-in: message content for the span
         return True
 
     # ----------------------------------------------------------------- response
