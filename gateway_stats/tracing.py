@@ -233,7 +233,7 @@ class TracingSink:
 
     def emit(self, rec: CallRecord, ai_log: dict[str, Any]) -> None:
         cfg = self.config
-        if not cfg.enabled or not rec.observed or not rec.t_start or not rec.wall_start:
+        if not cfg.enabled or not rec.observed or not rec.wall_start:
             return
         start = int(rec.wall_start * 1e9)
         end = start + max(0, (rec.t_end or rec.t_start) - rec.t_start)
