@@ -16,13 +16,21 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.config:
         try:
-            load_config(args.config)
+            cfg = load_config(args.config)
         except ConfigError as e:
             print(f"gateway-stats: invalid config:\n{e}", file=sys.stderr)
             return 1
         except OSError as e:
             print(f"gateway-stats: cannot read config: {e}", file=sys.stderr)
             return 1
+        if cfg.extensions.tracing.enabled:
+            from gateway_stats.tracing import exporter_kinds
+
+            try:
+                exporter_kinds()
+            except ValueError as e:
+                print(f"gateway-stats: tracing: {e}", file=sys.stderr)
+                return 1
     opts = ServeOptions(
         config_path=args.config,
         grpc_address=args.grpc_address,

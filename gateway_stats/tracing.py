@@ -58,50 +58,61 @@ _PARAMS: tuple[tuple[str, str], ...] = (
 # ------------------------------------------------------------------------------------------ exporter
 
 
-def _env(*names: str) -> str | None:
+def _env(*names: str) -> tuple[str, str] | None:
     for n in names:
         v = os.environ.get(n, "").strip()
         if v:
-            return v
+            return n, v
     return None
 
 
-def exporters_from_env() -> list[SpanExporter]:
-    """`OTEL_TRACES_EXPORTER` (otlp | console | none, comma-separated; default otlp) and
-    `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` (grpc | http/protobuf). The OTLP exporters read their
-    endpoint, headers, timeout, compression and certificates from the usual `OTEL_EXPORTER_OTLP_*`."""
-    names = [n.strip().lower() for n in (_env("OTEL_TRACES_EXPORTER") or "otlp").split(",") if n.strip()]
-    out: list[SpanExporter] = []
+def exporter_kinds() -> list[str]:
+    """What the `OTEL_*` variables ask for, validated: `otlp/grpc`, `otlp/http`, `console` (in order).
+
+    `OTEL_TRACES_EXPORTER`: otlp | console | none, comma-separated, default otlp.
+    `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else `OTEL_EXPORTER_OTLP_PROTOCOL`: grpc | http/protobuf.
+    Raises ValueError naming the variable, so `serve` refuses a typo at startup.
+    """
+    found = _env("OTEL_TRACES_EXPORTER")
+    names = [n.strip().lower() for n in (found[1] if found else "otlp").split(",") if n.strip()]
+    kinds: list[str] = []
     for name in names:
         if name == "none":
             continue
         if name == "console":
-            out.append(ConsoleSpanExporter())
+            kinds.append("console")
         elif name == "otlp":
-            proto = (
-                _env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL") or DEFAULT_PROTOCOL
-            ).lower()
-            if proto == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-                    OTLPSpanExporter as GrpcExporter,
-                )
-
-                out.append(GrpcExporter())
-            elif proto == "http/protobuf":
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-                    OTLPSpanExporter as HttpExporter,
-                )
-
-                out.append(HttpExporter())
-            else:
+            var, proto = _env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL") or (
+                "",
+                DEFAULT_PROTOCOL,
+            )
+            if proto.lower() not in PROTOCOLS:
                 raise ValueError(
-                    f"OTEL_EXPORTER_OTLP_PROTOCOL: unsupported value {proto!r} "
-                    f"(expected one of: {', '.join(PROTOCOLS)})"
+                    f"{var}: unsupported value {proto!r} (expected one of: {', '.join(PROTOCOLS)})"
                 )
+            kinds.append("otlp/grpc" if proto.lower() == "grpc" else "otlp/http")
         else:
             raise ValueError(
                 f"OTEL_TRACES_EXPORTER: unsupported value {name!r} (expected otlp, console, none)"
             )
+    return kinds
+
+
+def exporters_from_env() -> list[SpanExporter]:
+    """The exporters `exporter_kinds()` names. The OTLP exporters read their endpoint, headers,
+    timeout, compression and certificates from the usual `OTEL_EXPORTER_OTLP_[TRACES_]*` themselves."""
+    out: list[SpanExporter] = []
+    for kind in exporter_kinds():
+        if kind == "console":
+            out.append(ConsoleSpanExporter())
+        elif kind == "otlp/grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+            out.append(Grpc())
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+            out.append(Http())
     return out
 
 

@@ -416,8 +416,12 @@ def test_exporter_chosen_by_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _exporters(monkeypatch, OTEL_TRACES_EXPORTER="none") == []
     [e] = _exporters(monkeypatch, OTEL_TRACES_EXPORTER="console")
     assert isinstance(e, ConsoleSpanExporter)
+    kinds = [type(x) for x in _exporters(monkeypatch, OTEL_TRACES_EXPORTER="otlp,console")]
+    assert kinds == [HttpExporter, ConsoleSpanExporter]
     with pytest.raises(ValueError, match=r"OTEL_EXPORTER_OTLP_PROTOCOL.*http/json"):
         _exporters(monkeypatch, OTEL_EXPORTER_OTLP_PROTOCOL="http/json")
+    with pytest.raises(ValueError, match=r"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL.*'udp'"):
+        _exporters(monkeypatch, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="udp")
     with pytest.raises(ValueError, match=r"OTEL_TRACES_EXPORTER.*zipkin"):
         _exporters(monkeypatch, OTEL_TRACES_EXPORTER="zipkin")
 
@@ -428,6 +432,20 @@ def test_service_name(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resource_for(TracingConfig(service_name="gw-a")).attributes["service.name"] == "gw-a"
     monkeypatch.setenv("OTEL_SERVICE_NAME", "from-env")
     assert resource_for(TracingConfig(service_name="gw-a")).attributes["service.name"] == "from-env"
+
+
+def test_serve_refuses_a_bad_otel_variable(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(TRACED % "false")
+    r = subprocess.run(
+        [sys.executable, "-m", "gateway_stats", "serve", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
+        timeout=60,
+    )
+    assert r.returncode == 1
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL" in r.stderr and "http/json" in r.stderr
 
 
 # -------------------------------------------------------------------------- enabled / disabled
