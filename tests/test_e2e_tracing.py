@@ -124,12 +124,14 @@ def _our_span(rx: OtlpReceiver, response_id: str) -> Span:
 
 
 def _check_placement(ours: Span, ingress: Span, side: Span, log: dict[str, Any]) -> None:
-    """One trace; our span sits under Envoy's side-call span, within Envoy's request, at the call's times."""
+    """One trace; our span sits under Envoy's side-call span, at the call's times."""
     assert ours.trace_id == ingress.trace_id == side.trace_id
     assert ours.parent_span_id == side.span_id
     assert side.parent_span_id == ingress.span_id
     assert ours.kind == "CLIENT"
-    assert ingress.start_ns <= ours.start_ns < ours.end_ns <= ingress.end_ns
+    # Envoy's request span starts before Envoy hands us the request headers (our start). No claim on
+    # the ends: Envoy may finish its span before our end-of-stream message is even delivered.
+    assert ingress.start_ns <= ours.start_ns < ours.end_ns
     # The access log's ai_log was attached once the whole answer was seen; the call (and the span)
     # ends at Envoy's end of stream, at or after that moment.
     assert (ours.end_ns - ours.start_ns) // 1_000_000 >= log["llm_service_duration"]
