@@ -16,13 +16,21 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.config:
         try:
-            load_config(args.config)
+            cfg = load_config(args.config)
         except ConfigError as e:
             print(f"gateway-stats: invalid config:\n{e}", file=sys.stderr)
             return 1
         except OSError as e:
             print(f"gateway-stats: cannot read config: {e}", file=sys.stderr)
             return 1
+        if cfg.extensions.tracing.enabled:
+            from gateway_stats.tracing import exporter_kinds
+
+            try:
+                exporter_kinds()
+            except ValueError as e:
+                print(f"gateway-stats: tracing: {e}", file=sys.stderr)
+                return 1
     opts = ServeOptions(
         config_path=args.config,
         grpc_address=args.grpc_address,
@@ -73,6 +81,8 @@ def _envoy_config(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         route_name=args.route_name,
         message_timeout_ms=args.message_timeout_ms,
+        tracing_collector=args.tracing_collector,
+        tracing_service_name=args.tracing_service_name,
     )
     try:
         if args.config:
@@ -165,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the gateway-stats config: its as_separate_log_field keys get their own access-log fields "
         "and its metadata_namespace is used",
     )
+    e.add_argument(
+        "--tracing-collector",
+        metavar="HOST:PORT",
+        help="turn on Envoy's OpenTelemetry tracer, exporting OTLP/gRPC here; its request span then "
+        "carries model and token tags from our dynamic metadata",
+    )
+    e.add_argument("--tracing-service-name", default="envoy", help="service.name of Envoy's spans")
     e.set_defaults(func=_envoy_config)
 
     d = sub.add_parser("demo", help="Envoy + gateway-stats + mock LLM, real traffic, show ai_log and metrics")

@@ -3,6 +3,8 @@
 It embodies what we verified about ext_proc: fail-open, explicit message timeout, mode override,
 Content-Length kept, metadata namespace allow-listed, route/cluster/request-id attributes, raised
 circuit breakers on the side cluster, and an access log printing Higress's `{"ai_log":"…"}` line.
+With a tracing collector, Envoy's OpenTelemetry tracer is on and its request span gets our model and
+token counts through `custom_tags` reading our dynamic metadata (see span_tags.py).
 """
 
 from __future__ import annotations
@@ -14,23 +16,26 @@ from typing import Any
 import yaml
 
 from gateway_stats.addresses import split_host_port
+from gateway_stats.span_tags import TAG_NAMES
 
 HIGRESS_LOG_FORMAT = '{"ai_log":"%FILTER_STATE(wasm.ai_log:PLAIN)%"}\n'
 _LOG_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
-# Copies our dynamic metadata (ai_log and every `as_separate_log_field` value) into the filter
+# Copies our dynamic metadata (ai_log and the `as_separate_log_field` values) into the filter
 # state keys Higress uses (`wasm.<key>`), so the access log line is byte-for-byte Higress's. It
 # copies on every chunk, not only after the loop, so a stream cut mid-way still leaves the latest
 # values behind. bodyChunks() never buffers.
 LUA_COPY = """\
 local NS = "%(ns)s"
+local KEYS = {%(keys)s}
 local function copy(handle)
   local md = handle:streamInfo():dynamicMetadata():get(NS)
   if md == nil then
     return
   end
   local fs = handle:streamInfo():filterState()
-  for k, v in pairs(md) do
+  for _, k in ipairs(KEYS) do
+    local v = md[k]
     if type(v) == "string" then
       fs:set("wasm." .. k, "envoy.string", v)
     end
@@ -64,6 +69,8 @@ class EnvoyOptions:
     tracing_collector: str | None = None  # HOST:PORT of an OTLP gRPC collector for Envoy's own spans
     # `as_separate_log_field` keys of the gateway-stats config: each gets its own access-log field.
     separate_fields: tuple[str, ...] = ()
+    tracing_service_name: str = "envoy"
+    tracing_flush_interval_ms: int | None = None  # Envoy's OTLP export interval (Envoy's default: 5000)
 
 
 def _socket(addr: str) -> dict[str, Any]:
@@ -143,15 +150,53 @@ def access_log_format(o: EnvoyOptions) -> str:
     """One JSON object per line. Values are stored pre-escaped, so `"%…%"` is always a valid JSON string."""
     if o.mode == "observe":
         return '{"request_id":"%REQ(X-REQUEST-ID)%","status":%RESPONSE_CODE%,"duration_ms":%DURATION%}\n'
-    fields = ["ai_log", *(k for k in o.separate_fields if k != "ai_log")]
-    for k in fields:
-        if not _LOG_KEY.match(k):
-            raise ValueError(f"as_separate_log_field key {k!r} cannot be an access-log field name")
+    fields = _log_fields(o)
     if o.log_format == "dynamic-metadata":
         parts = [f'"{k}":"%DYNAMIC_METADATA({o.namespace}:{k})%"' for k in fields]
     else:
         parts = [f'"{k}":"%FILTER_STATE(wasm.{k}:PLAIN)%"' for k in fields]
     return "{" + ",".join(parts) + "}\n"
+
+
+def tracing(o: EnvoyOptions) -> dict[str, Any]:
+    """HCM tracing: OpenTelemetry to the collector, and custom tags read from our dynamic metadata.
+
+    Envoy propagates W3C trace context: it joins a request's `traceparent`, passes the trace on to the
+    upstream, and sends it to gateway-stats in the ext_proc gRPC metadata, so our span lands in it.
+    """
+    return {
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                "grpc_service": {"envoy_grpc": {"cluster_name": "otel_collector"}, "timeout": "1s"},
+                "service_name": o.tracing_service_name,
+            },
+        },
+        "custom_tags": [
+            {
+                "tag": name,
+                "metadata": {
+                    "kind": {"request": {}},
+                    "metadata_key": {"key": o.namespace, "path": [{"key": name}]},
+                },
+            }
+            for name in TAG_NAMES
+        ],
+    }
+
+
+def _log_fields(o: EnvoyOptions) -> list[str]:
+    fields = ["ai_log", *(k for k in o.separate_fields if k != "ai_log")]
+    for k in fields:
+        if not _LOG_KEY.match(k):
+            raise ValueError(f"as_separate_log_field key {k!r} cannot be an access-log field name")
+    return fields
+
+
+def _lua(o: EnvoyOptions) -> str:
+    keys = ", ".join(f'"{k}"' for k in _log_fields(o))
+    return LUA_COPY % {"ns": o.namespace, "keys": keys}
 
 
 def bootstrap(o: EnvoyOptions) -> dict[str, Any]:
@@ -162,7 +207,7 @@ def bootstrap(o: EnvoyOptions) -> dict[str, Any]:
                 "name": "envoy.filters.http.lua",
                 "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-                    "default_source_code": {"inline_string": LUA_COPY % {"ns": o.namespace}},
+                    "default_source_code": {"inline_string": _lua(o)},
                 },
             }
         )
@@ -211,6 +256,8 @@ def bootstrap(o: EnvoyOptions) -> dict[str, Any]:
         },
         "http_filters": filters,
     }
+    if o.tracing_collector:
+        hcm["tracing"] = tracing(o)
     clusters = [
         _cluster("llm_upstream", o.upstream, tls_sni=up_host if o.upstream_tls else None),
         _cluster("gateway_stats", o.processor, http2=True),
@@ -227,7 +274,9 @@ def bootstrap(o: EnvoyOptions) -> dict[str, Any]:
             }
         ]
     }
-    return {
+    if o.tracing_collector:
+        clusters.append(_cluster("otel_collector", o.tracing_collector, http2=True))
+    doc: dict[str, Any] = {
         "admin": {"address": _socket(o.admin)},
         "static_resources": {
             "listeners": [
@@ -246,6 +295,19 @@ def bootstrap(o: EnvoyOptions) -> dict[str, Any]:
             "clusters": clusters,
         },
     }
+    if o.tracing_collector and o.tracing_flush_interval_ms is not None:
+        doc["layered_runtime"] = {
+            "layers": [
+                {
+                    "name": "static",
+                    "static_layer": {
+                        "tracing.opentelemetry.flush_interval_ms": o.tracing_flush_interval_ms,
+                        "tracing.opentelemetry.min_flush_spans": 1,
+                    },
+                }
+            ]
+        }
+    return doc
 
 
 def render(o: EnvoyOptions) -> str:

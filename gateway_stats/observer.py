@@ -139,6 +139,9 @@ class CallObserver:
             except orjson.JSONDecodeError:
                 ex.note_bad_json("request")
         ex.on_request_body(doc)
+        tracing = self._config.extensions.tracing
+        if tracing.enabled and tracing.capture_content and isinstance(doc, dict):
+            rec.request_doc = doc  # opt-in: message content for the span
         return True
 
     # ----------------------------------------------------------------- response
@@ -253,7 +256,8 @@ class CallObserver:
     def _end_response(self, now: int) -> bool:
         rec = self.record
         ex = self.extraction
-        rec.t_end = now
+        if not self._complete:  # else the answer already ended; a trailing empty EOS message is not it
+            rec.t_end = now
         if ex is None:
             return False
         dec = self._decoder

@@ -46,6 +46,9 @@ class CallRecord:
     session_id: str | None = None
     traceparent: str | None = None
     tracestate: str | None = None
+    # W3C context of Envoy's span for the ext_proc side call (gRPC metadata; present when Envoy traces)
+    envoy_traceparent: str | None = None
+    envoy_tracestate: str | None = None
 
     # --- what kind of call (recognised from path and body)
     provider: str = "unknown"  # openai, anthropic, gcp.gemini, ...
@@ -59,6 +62,7 @@ class CallRecord:
     chat_round: int = 0
     request_body_bytes: int = 0
     request_body_truncated: bool = False  # only a bounded prefix was analysed
+    request_doc: Any = None  # the parsed request body, kept only when spans capture message content
 
     # --- response
     status_code: int | None = None

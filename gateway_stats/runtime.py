@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
@@ -11,6 +11,9 @@ from gateway_stats.config import Config, ConfigStore
 from gateway_stats.record import CallRecord
 from gateway_stats.selfmetrics import ReloadCollector, SelfMetrics
 from gateway_stats.sinks import AiLogLineSink, Sink, SinkSet
+
+if TYPE_CHECKING:
+    from gateway_stats.tracing import TracingSink
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +31,24 @@ class Runtime:
         if path:
             sinks.append(AiLogLineSink(path))
         self.sinks = SinkSet(sinks, on_error=lambda name: self.self_metrics.errors.labels("sink").inc())
+        self.tracing: TracingSink | None = None  # created only once tracing is enabled
+        self.reconfigure(store.current)
         self.ready = False
+
+    def reconfigure(self, cfg: Config) -> None:
+        """Apply settings that live outside the per-request path: the span sink.
+
+        The OpenTelemetry SDK is imported and its provider (with its export thread) built only when
+        tracing is enabled; a reload turning it off stops span creation (the provider stays idle).
+        """
+        tr = cfg.extensions.tracing
+        if self.tracing is not None:
+            self.tracing.config = tr
+        elif tr.enabled:
+            from gateway_stats.tracing import TracingSink
+
+            self.tracing = TracingSink(tr)
+            self.add_sink(self.tracing)
 
     @property
     def config(self) -> Config:

@@ -87,6 +87,11 @@ class Sidecar:
 
     def _on_config(self, cfg: Config) -> None:
         log.info("config reloaded from %s", cfg.source)
+        if self.runtime is not None:
+            try:
+                self.runtime.reconfigure(cfg)
+            except Exception:
+                log.exception("applying the reloaded config (tracing) failed; spans unchanged")
 
     def request_stop(self) -> None:
         self._stop.set()

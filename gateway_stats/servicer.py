@@ -4,6 +4,9 @@ Every answer is CONTINUE with no mutation, so bytes are never changed. Any excep
 handling a message is caught, counted and logged once; the stream goes on. The current ai_log is
 attached as dynamic metadata at the points Higress rewrites it (end of request body, each event
 that brings usage, end of response), so an aborted stream still has its line in the access log.
+Next to it go the span-tag keys (span_tags.py) Envoy's tracing custom_tags read. When tracing is on,
+the trace context Envoy puts in the stream's gRPC metadata (its span for this side call) is kept in
+the record, so our span can sit inside Envoy's trace.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from typing import Any
 
 import grpc
 
-from gateway_stats import ailog
+from gateway_stats import ailog, span_tags
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from gateway_stats.observer import CallObserver
+from gateway_stats.record import CallRecord
 from gateway_stats.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,16 @@ def headers_dict(hm: Any) -> dict[str, str]:
         else:
             out[k] = v
     return out
+
+
+def take_trace_context(rec: CallRecord, metadata: Any) -> None:
+    """Envoy sends `traceparent` (and an often empty `tracestate`) in the ext_proc call's metadata."""
+    for item in metadata or ():
+        key, value = item[0], item[1]
+        if key == "traceparent" and isinstance(value, str) and value:
+            rec.envoy_traceparent = value
+        elif key == "tracestate" and isinstance(value, str) and value:
+            rec.envoy_tracestate = value
 
 
 def attributes_dict(req: Any) -> dict[str, str]:
@@ -85,6 +99,11 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
         doc = obs.ai_log()
         fields["ai_log"].string_value = ailog.escaped(doc)
         rec = obs.record
+        for key, tag in span_tags.tag_values(rec).items():
+            if isinstance(tag, str):
+                fields[key].string_value = tag
+            else:
+                fields[key].number_value = tag
         for key in rec.separate_log_keys:
             fields[key].string_value = ailog.escaped_value(rec.attributes.get(key))
         return resp
@@ -95,6 +114,11 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
         rt = self.rt
         sm = rt.self_metrics
         obs = CallObserver(rt.config)
+        if rt.config.extensions.tracing.enabled:
+            try:
+                take_trace_context(obs.record, context.invocation_metadata())
+            except Exception:
+                self._error("trace_context")
         sm.active_streams.inc()
         end = "cancelled"
         observability = False
