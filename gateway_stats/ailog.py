@@ -64,7 +64,10 @@ def build_ai_log(rec: CallRecord, value_length_limit: int = 32000) -> dict[str, 
     if rec.tool_calls:
         d["tool_calls"] = rec.tool_calls
     for key in rec.log_keys:
-        d[key] = truncate_for_log(rec.attributes.get(key), value_length_limit)
+        v = rec.attributes.get(key)
+        if v is None and d.get(key) is not None:
+            continue  # an unresolved attribute (e.g. `model` from another API's path) never blanks our field
+        d[key] = truncate_for_log(v, value_length_limit)
     if rec.caps_hit:
         d["gateway_stats_caps_hit"] = list(rec.caps_hit)
     return d
