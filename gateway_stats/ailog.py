@@ -31,8 +31,7 @@ def build_ai_log(rec: CallRecord, value_length_limit: int = 32000) -> dict[str, 
     d: dict[str, Any] = {"api": api_name(rec.route)}
     if rec.session_id:
         d["session_id"] = rec.session_id
-    if rec.chat_round:
-        d["chat_round"] = rec.chat_round
+    d["chat_round"] = rec.chat_round  # Higress writes it for every call, 0 when there are no user messages
     d["response_type"] = rec.response_type
     if rec.chat_id:
         d["chat_id"] = rec.chat_id
