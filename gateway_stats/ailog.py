@@ -45,10 +45,11 @@ def build_ai_log(rec: CallRecord, value_length_limit: int = 32000) -> dict[str, 
         d["total_token"] = (
             u.total_tokens if u.total_tokens is not None else d["input_token"] + d["output_token"]
         )
-    if u.input_token_details is not None:
-        d["input_token_details"] = u.input_token_details
-    if u.output_token_details is not None:
-        d["output_token_details"] = u.output_token_details
+    # Higress logs both maps, empty when the usage carried no details
+    if u.input_token_details is not None or u.known:
+        d["input_token_details"] = u.input_token_details if u.input_token_details is not None else {}
+    if u.output_token_details is not None or u.known:
+        d["output_token_details"] = u.output_token_details if u.output_token_details is not None else {}
     if rec.is_stream:
         ft = rec.first_token_duration_ms
         if ft is not None:
