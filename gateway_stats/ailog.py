@@ -31,8 +31,7 @@ def build_ai_log(rec: CallRecord, value_length_limit: int = 32000) -> dict[str, 
     d: dict[str, Any] = {"api": api_name(rec.route)}
     if rec.session_id:
         d["session_id"] = rec.session_id
-    if rec.chat_round:
-        d["chat_round"] = rec.chat_round
+    d["chat_round"] = rec.chat_round  # Higress writes it for every call, 0 when there are no user messages
     d["response_type"] = rec.response_type
     if rec.chat_id:
         d["chat_id"] = rec.chat_id
@@ -46,10 +45,11 @@ def build_ai_log(rec: CallRecord, value_length_limit: int = 32000) -> dict[str, 
         d["total_token"] = (
             u.total_tokens if u.total_tokens is not None else d["input_token"] + d["output_token"]
         )
-    if u.input_token_details is not None:
-        d["input_token_details"] = u.input_token_details
-    if u.output_token_details is not None:
-        d["output_token_details"] = u.output_token_details
+    # Higress logs both maps, empty when the usage carried no details
+    if u.input_token_details is not None or u.known:
+        d["input_token_details"] = u.input_token_details if u.input_token_details is not None else {}
+    if u.output_token_details is not None or u.known:
+        d["output_token_details"] = u.output_token_details if u.output_token_details is not None else {}
     if rec.is_stream:
         ft = rec.first_token_duration_ms
         if ft is not None:
@@ -64,7 +64,10 @@ def build_ai_log(rec: CallRecord, value_length_limit: int = 32000) -> dict[str, 
     if rec.tool_calls:
         d["tool_calls"] = rec.tool_calls
     for key in rec.log_keys:
-        d[key] = truncate_for_log(rec.attributes.get(key), value_length_limit)
+        v = rec.attributes.get(key)
+        if v is None and d.get(key) is not None:
+            continue  # an unresolved attribute (e.g. `model` from another API's path) never blanks our field
+        d[key] = truncate_for_log(v, value_length_limit)
     if rec.caps_hit:
         d["gateway_stats_caps_hit"] = list(rec.caps_hit)
     return d

@@ -135,11 +135,10 @@ class AttributeEngine:
         """Resolve every key (idempotent: may run when the answer completes and again at the end)."""
         rec = self.rec
         for i, st in self._stream_attrs:
-            if st.acc is not None:
-                if st.value is not MISSING:
-                    self._results[i] = st.acc.value()
-                    if st.acc.truncated and "attribute:" + st.attr.key not in rec.caps_hit:
-                        rec.caps_hit.append("attribute:" + st.attr.key)
+            if st.acc is not None:  # append is always a string, "" when the path never matched
+                self._results[i] = st.acc.value()
+                if st.acc.truncated and "attribute:" + st.attr.key not in rec.caps_hit:
+                    rec.caps_hit.append("attribute:" + st.attr.key)
             elif st.value is not MISSING:
                 self._results[i] = st.value
         stream = rec.is_stream

@@ -34,9 +34,14 @@ class _Zlib:
         self._d = zlib.decompressobj(wbits)
         self._raw_fallback = wbits == zlib.MAX_WBITS  # "deflate" is zlib-wrapped or raw in the wild
         self._started = False
+        self._head = b""
 
     def feed(self, data: bytes) -> bytes:
         if not self._started and self._raw_fallback and data:
+            if len(self._head) + len(data) < 2:  # zlib needs both header bytes to reject a raw stream
+                self._head += data
+                return b""
+            data, self._head = self._head + data, b""
             self._started = True
             try:
                 return self._d.decompress(data)

@@ -115,15 +115,6 @@ class Extraction:
         """Model, id, usage and errors shared by every provider. True if the ai_log should be re-attached."""
         rec = self.rec
         changed = False
-        if self.plugin.disable_openai_usage:
-            err = usage.error_of(doc)
-            if err is not None:
-                rec.failed = True
-                rec.error_type, rec.error_message = err
-            return False
-        m = usage.response_model(doc)
-        if m:
-            rec.response_model = m
         if rec.chat_id is None:
             cid = usage.chat_id(doc)
             if cid:
@@ -133,6 +124,11 @@ class Extraction:
         if err is not None:
             rec.failed = True
             rec.error_type, rec.error_message = err
+        if self.plugin.disable_openai_usage:  # skips model and tokens only (Higress keeps chat_id)
+            return changed
+        m = usage.response_model(doc)
+        if m:
+            rec.response_model = m
         return usage.apply_usage(doc, rec) or changed
 
     def on_event(self, event: SSEEvent, now: int) -> bool:
