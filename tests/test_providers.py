@@ -110,7 +110,8 @@ def test_openai_chat_json() -> None:
     assert log["chat_round"] == 2 and log["response_type"] == "normal"
     assert log["reasoning"] is None and log["tool_calls"] is None and log["system"] is None
     assert "llm_first_token_duration" not in log  # streams only
-    assert log["llm_service_duration"] == T_FIRST_CHUNK_MS + 1  # the trailing end-of-stream message
+    # complete at Content-Length; the trailing end-of-stream message does not move the end
+    assert log["llm_service_duration"] == T_FIRST_CHUNK_MS
 
 
 def test_openai_chat_json_tool_calls_and_reasoning_content() -> None:
