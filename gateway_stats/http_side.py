@@ -9,14 +9,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+# Text format 0.0.4: what the body is, and what every Prometheus version parses.
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 log = logging.getLogger(__name__)
 
 
 class SideHTTP:
-    def __init__(self, registry: CollectorRegistry, ready: Callable[[], bool]) -> None:
-        self.registry = registry
+    def __init__(self, render: Callable[[], bytes], ready: Callable[[], bool]) -> None:
+        self.render = render  # the /metrics body
         self.ready = ready
         self.server: asyncio.AbstractServer | None = None
 
@@ -65,7 +66,7 @@ class SideHTTP:
         if method not in ("GET", "HEAD"):
             return "405 Method Not Allowed", "text/plain", b"method not allowed\n"
         if path == "/metrics":
-            return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self.registry)
+            return "200 OK", CONTENT_TYPE_PLAIN_0_0_4, self.render()
         if path == "/healthz":
             return "200 OK", "text/plain", b"ok\n"
         if path == "/readyz":

@@ -86,6 +86,11 @@ class CallObserver:
         rec.virtual_host = attributes.get("xds.virtual_host_name", "")
         ext = self._config.extensions
         rec.consumer = headers.get(ext.consumer_header) or "none"
+        for label in ext.metrics.extra_labels:
+            if label.request_header:
+                v = headers.get(label.request_header)
+                if v is not None:
+                    rec.label_headers[label.request_header] = v
         rec.traceparent = headers.get("traceparent")
         rec.tracestate = headers.get("tracestate")
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway_stats.buckets import DURATION_BUCKETS, BucketCounts
+
 NS_PER_MS = 1_000_000
 
 
@@ -46,6 +48,7 @@ class CallRecord:
     session_id: str | None = None
     traceparent: str | None = None
     tracestate: str | None = None
+    label_headers: dict[str, str] = field(default_factory=dict)  # request headers wanted as metric labels
 
     # --- what kind of call (recognised from path and body)
     provider: str = "unknown"  # openai, anthropic, gcp.gemini, ...
@@ -71,6 +74,9 @@ class CallRecord:
     usage: Usage = field(default_factory=Usage)
     response_body_bytes: int = 0
     sse_events: int = 0
+    # gaps between consecutive stream chunks (SSE events with data), bucketed as they arrive
+    chunk_gaps: BucketCounts | None = None
+    t_last_chunk: int = 0
 
     # --- failure
     failed: bool = False
@@ -105,6 +111,14 @@ class CallRecord:
     # --- room for the roadmap: cost, analytics, feedback
     cost: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def note_chunk(self, now: int) -> None:
+        """A stream chunk arrived: bucket the gap since the previous one (semconv time_per_output_chunk)."""
+        if self.t_last_chunk:
+            if self.chunk_gaps is None:
+                self.chunk_gaps = BucketCounts(DURATION_BUCKETS)
+            self.chunk_gaps.observe(max(0, now - self.t_last_chunk) / 1e9)
+        self.t_last_chunk = now
 
     # ---------------------------------------------------------------- derived values
     @property
