@@ -258,7 +258,10 @@ class CallObserver:
     def _end_response(self, now: int) -> bool:
         rec = self.record
         ex = self.extraction
-        rec.t_end = now
+        if not self._complete:
+            # Once settled, the answer ended with its last byte: a trailing empty end-of-stream message
+            # must not move t_end, or the metrics would disagree with the ai_log Envoy already logged.
+            rec.t_end = now
         if ex is None:
             return False
         dec = self._decoder
