@@ -226,28 +226,37 @@ class Family:
         s = self._slot(values, lambda: BucketCounts(self.spec.buckets))
         s.value.merge(counts)  # type: ignore[union-attr]
 
-    def render(self, out: list[str]) -> None:
-        spec = self.spec
-        if not self.series:
-            return
-        name = spec.name
-        if spec.help:
-            out.append(f"# HELP {name} {spec.help}\n")
-        out.append(f"# TYPE {name} {spec.kind}\n")
-        if spec.kind == "counter":
-            for s in self.series.values():
-                lab = f"{{{s.labels}}}" if s.labels else ""
-                out.append(f"{name}{lab} {_num(s.value)}\n")  # type: ignore[arg-type]
-            return
-        les = [f'le="{_num(b)}"' for b in spec.buckets] + ['le="+Inf"']
+    def snapshot(self) -> list[tuple[str, Any]]:
+        """Copy of the values (taken under the sink's lock, formatted after it is released)."""
+        if self.spec.kind == "counter":
+            return [(s.labels, s.value) for s in self.series.values()]
+        out: list[tuple[str, Any]] = []
         for s in self.series.values():
             h: BucketCounts = s.value  # type: ignore[assignment]
-            pre = s.labels + "," if s.labels else ""
-            for le, c in zip(les, h.cumulative(), strict=True):
-                out.append(f"{name}_bucket{{{pre}{le}}} {c}\n")
-            lab = f"{{{s.labels}}}" if s.labels else ""
-            out.append(f"{name}_sum{lab} {_num(h.sum)}\n")
-            out.append(f"{name}_count{lab} {h.count}\n")
+            out.append((s.labels, (h.cumulative(), h.sum, h.count)))
+        return out
+
+
+def _format(spec: FamilySpec, rows: list[tuple[str, Any]], out: list[str]) -> None:
+    if not rows:
+        return
+    name = spec.name
+    if spec.help:
+        out.append(f"# HELP {name} {spec.help}\n")
+    out.append(f"# TYPE {name} {spec.kind}\n")
+    if spec.kind == "counter":
+        for labels, v in rows:
+            lab = f"{{{labels}}}" if labels else ""
+            out.append(f"{name}{lab} {_num(v)}\n")
+        return
+    les = [f'le="{_num(b)}"' for b in spec.buckets] + ['le="+Inf"']
+    for labels, (cumulative, total, count) in rows:
+        pre = labels + "," if labels else ""
+        for le, c in zip(les, cumulative, strict=True):
+            out.append(f"{name}_bucket{{{pre}{le}}} {c}\n")
+        lab = f"{{{labels}}}" if labels else ""
+        out.append(f"{name}_sum{lab} {_num(total)}\n")
+        out.append(f"{name}_count{lab} {count}\n")
 
 
 def _label_text(v: Any) -> str:
@@ -460,24 +469,22 @@ class MetricsSink:
             return len(fam.series) if fam is not None else 0
 
     def render(self) -> str:
-        out: list[str] = []
+        """The traffic metrics as Prometheus text 0.0.4. Values are copied under the lock, formatted outside
+        it, so a scrape of a family at its cap (tens of MB of text) never holds up records for long."""
         with self._lock:
-            fams = list(self.families.values())
-            for fam in fams:
-                fam.render(out)
-            out.append(
-                "# HELP gateway_stats_label_overflow_total measurements folded into an __overflow__ "
-                "series because their metric family reached max_series_per_metric\n"
-                "# TYPE gateway_stats_label_overflow_total counter\n"
-            )
-            out.extend(
-                f'gateway_stats_label_overflow_total{{family="{f.spec.name}"}} {f.folded}\n' for f in fams
-            )
-            out.append(
-                "# HELP gateway_stats_metric_series label sets (series) held per metric family\n"
-                "# TYPE gateway_stats_metric_series gauge\n"
-            )
-            out.extend(
-                f'gateway_stats_metric_series{{family="{f.spec.name}"}} {len(f.series)}\n' for f in fams
-            )
+            snaps = [(f.spec, f.snapshot(), f.folded, len(f.series)) for f in self.families.values()]
+        out: list[str] = []
+        for spec, rows, _, _ in snaps:
+            _format(spec, rows, out)
+        out.append(
+            "# HELP gateway_stats_label_overflow_total measurements folded into an __overflow__ "
+            "series because their metric family reached max_series_per_metric\n"
+            "# TYPE gateway_stats_label_overflow_total counter\n"
+        )
+        out.extend(f'gateway_stats_label_overflow_total{{family="{sp.name}"}} {n}\n' for sp, _, n, _ in snaps)
+        out.append(
+            "# HELP gateway_stats_metric_series label sets (series) held per metric family\n"
+            "# TYPE gateway_stats_metric_series gauge\n"
+        )
+        out.extend(f'gateway_stats_metric_series{{family="{sp.name}"}} {n}\n' for sp, _, _, n in snaps)
         return "".join(out)
