@@ -367,3 +367,14 @@ def test_self_metrics(stack_factory, tmp_path: Path) -> None:  # type: ignore[no
     wait_for(lambda: metric_value(metrics_text(st), "gateway_stats_calls_total") == 4, what="the 4th call")
     text = metrics_text(st)
     assert f"# TYPE {H}input_token counter" not in text  # the higress profile was switched off
+
+
+def test_missing_prometheus_fails_in_ci_and_skips_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    monkeypatch.setattr(os, "access", lambda _path, _mode: False)
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="in CI this test must run"):
+        prometheus_binary()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="apt-get install prometheus"):
+        prometheus_binary()

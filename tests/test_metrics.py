@@ -12,6 +12,7 @@ from test_observer import MS, chat_chunk, start
 
 from gateway_stats.buckets import DURATION_BUCKETS, TOKEN_BUCKETS, BucketCounts
 from gateway_stats.config import (
+    BUILTIN_METRIC_LABELS,
     HIGRESS_METRIC_PREFIX,
     METRIC_FAMILIES,
     ConfigError,
@@ -321,6 +322,8 @@ def test_profiles(profiles: list[str] | None, higress: bool, genai: bool) -> Non
 
 def test_exposition_parses_and_families_match_config() -> None:
     assert tuple(SPEC_BY_NAME) == METRIC_FAMILIES
+    # extra labels are validated against BUILTIN_METRIC_LABELS: it must hold every label we use
+    assert {lab for spec in SPEC_BY_NAME.values() for lab in spec.labels} <= BUILTIN_METRIC_LABELS
     sink, _, _ = sink_for({"gateway_stats": {"metrics": {"gen_ai_server_aliases": True}}})
     r = record('we"ird\\model\nname', stream=True, first_byte_ms=7, consumer="c,d={x}")
     r.note_chunk(r.t_start + 7 * MS)
