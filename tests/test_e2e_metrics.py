@@ -272,6 +272,7 @@ def test_real_prometheus_answers_match_the_mock(stack_factory, tmp_path: Path) -
             if t.usage_reported:
                 want_in[t.model] += t.input_tokens
                 want_out[t.model] += t.output_tokens
+        print(f"input tokens by model {dict(want_in)}, output {dict(want_out)}")
         assert by_label(port, f"sum by (ai_model) ({H}input_token)", "ai_model") == want_in
         assert by_label(port, f"sum by (ai_model) ({H}output_token)", "ai_model") == want_out
         q = 'sum by (gen_ai_response_model) (gen_ai_client_token_usage_sum{gen_ai_token_type="%s"})'
@@ -294,6 +295,7 @@ def test_real_prometheus_answers_match_the_mock(stack_factory, tmp_path: Path) -
         )
         assert p50 is not None
         truth = true_ttfc[len(true_ttfc) // 2]
+        print(f"PromQL p50 time to first chunk {p50:.3f} s; mock's first byte (median) {truth:.3f} s")
         assert abs(bisect_left(DURATION_BUCKETS, p50) - bisect_left(DURATION_BUCKETS, truth)) <= 1, (
             p50,
             truth,
