@@ -36,7 +36,11 @@ __all__ = [
     "DEFAULT_PATH_SUFFIXES",
     "DEFAULT_VALUE_LENGTH_LIMIT",
     "FULL_PRESET",
+    "HIGRESS_METRICS",
+    "HIGRESS_METRIC_PREFIX",
     "LIGHT_PRESET",
+    "METRIC_FAMILIES",
+    "METRIC_FAMILY_ALIASES",
     "METRIC_PROFILES",
     "RULES",
     "VALUE_SOURCES",
@@ -104,6 +108,33 @@ DEFAULT_PATH_SUFFIXES = (
 )
 
 METRIC_PROFILES = ("higress", "genai")
+# The metric families gateway-stats exports, by their Prometheus names (what /metrics shows);
+# `extra_labels[].families` must name these (or the semconv dotted names in METRIC_FAMILY_ALIASES).
+HIGRESS_METRIC_PREFIX = "route_upstream_model_consumer_metric_"
+HIGRESS_METRICS = (
+    "input_token",
+    "output_token",
+    "total_token",
+    "llm_service_duration",
+    "llm_duration_count",
+    "llm_first_token_duration",
+    "llm_stream_duration_count",
+    "llm_failure_count",
+)
+METRIC_FAMILY_ALIASES = {
+    "gen_ai.client.token.usage": "gen_ai_client_token_usage",
+    "gen_ai.client.operation.duration": "gen_ai_client_operation_duration_seconds",
+    "gen_ai.client.operation.time_to_first_chunk": "gen_ai_client_operation_time_to_first_chunk_seconds",
+    "gen_ai.client.operation.time_per_output_chunk": "gen_ai_client_operation_time_per_output_chunk_seconds",
+    "gen_ai.server.request.duration": "gen_ai_server_request_duration_seconds",
+    "gen_ai.server.time_to_first_token": "gen_ai_server_time_to_first_token_seconds",
+    "gen_ai.server.time_per_output_token": "gen_ai_server_time_per_output_token_seconds",
+}
+METRIC_FAMILIES = (
+    *(HIGRESS_METRIC_PREFIX + n for n in HIGRESS_METRICS),
+    *METRIC_FAMILY_ALIASES.values(),
+    "gateway_stats_calls_total",
+)
 # Labels our metric families already carry (Prometheus spelling); extra labels must not reuse them.
 BUILTIN_METRIC_LABELS = frozenset(
     {
@@ -122,6 +153,9 @@ BUILTIN_METRIC_LABELS = frozenset(
         "error_type",
         "status_class",
         "status_code",
+        "stream",
+        "outcome",
+        "family",
         "le",
         "quantile",
         "job",
@@ -959,6 +993,11 @@ def _parse_extra_label(r: _Reader, item: object, path: str, attribute_keys: set[
     for i, fam in enumerate(families):
         if fam and not _METRIC_NAME.match(fam):
             r.error(_at(_join(path, "families"), i), f"'{fam}' is not a valid metric family name")
+        elif fam and fam not in METRIC_FAMILIES and fam not in METRIC_FAMILY_ALIASES:
+            guess = _suggest(fam, (*METRIC_FAMILIES, *METRIC_FAMILY_ALIASES))
+            hint = f"; did you mean '{guess}'?" if guess else ""
+            r.error(_at(_join(path, "families"), i), f"'{fam}' is not an exported metric family{hint}")
+    families = tuple(METRIC_FAMILY_ALIASES.get(f, f) for f in families)
     if len(r.errors) > before or not name:
         return None
     return ExtraLabel(name=name, request_header=header.lower(), attribute=attribute, families=families)

@@ -141,6 +141,7 @@ class Extraction:
         if data == b"[DONE]":
             self.terminal_seen = True
             return False
+        rec.note_chunk(now)
         try:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError:

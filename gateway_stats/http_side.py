@@ -9,14 +9,15 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+# Text format 0.0.4: what the body is, and what every Prometheus version parses.
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 log = logging.getLogger(__name__)
 
 
 class SideHTTP:
-    def __init__(self, registry: CollectorRegistry, ready: Callable[[], bool]) -> None:
-        self.registry = registry
+    def __init__(self, render: Callable[[], bytes], ready: Callable[[], bool]) -> None:
+        self.render = render  # the /metrics body
         self.ready = ready
         self.server: asyncio.AbstractServer | None = None
 
@@ -45,7 +46,12 @@ class SideHTTP:
                         keep_alive = False
                 method = parts[0] if parts else ""
                 target = parts[1].split("?", 1)[0] if len(parts) > 1 else "/"
-                status, ctype, body = self._route(method, target)
+                if target == "/metrics" and method in ("GET", "HEAD"):
+                    # formatted in a worker thread: a big scrape must not stall the ext_proc streams
+                    body = await asyncio.to_thread(self.render)
+                    status, ctype = "200 OK", CONTENT_TYPE_PLAIN_0_0_4
+                else:
+                    status, ctype, body = self._route(method, target)
                 head = (
                     f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
                     f"{'' if keep_alive else 'Connection: close' + chr(13) + chr(10)}\r\n"
@@ -64,8 +70,6 @@ class SideHTTP:
     def _route(self, method: str, path: str) -> tuple[str, str, bytes]:
         if method not in ("GET", "HEAD"):
             return "405 Method Not Allowed", "text/plain", b"method not allowed\n"
-        if path == "/metrics":
-            return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self.registry)
         if path == "/healthz":
             return "200 OK", "text/plain", b"ok\n"
         if path == "/readyz":

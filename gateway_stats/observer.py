@@ -86,6 +86,11 @@ class CallObserver:
         rec.virtual_host = attributes.get("xds.virtual_host_name", "")
         ext = self._config.extensions
         rec.consumer = headers.get(ext.consumer_header) or "none"
+        for label in ext.metrics.extra_labels:
+            if label.request_header:
+                v = headers.get(label.request_header)
+                if v is not None:
+                    rec.label_headers[label.request_header] = v
         rec.traceparent = headers.get("traceparent")
         rec.tracestate = headers.get("tracestate")
 
@@ -256,7 +261,9 @@ class CallObserver:
     def _end_response(self, now: int) -> bool:
         rec = self.record
         ex = self.extraction
-        if not self._complete:  # else the answer already ended; a trailing empty EOS message is not it
+        if not self._complete:
+            # Once settled, the answer ended with its last byte: a trailing empty end-of-stream message
+            # must not move t_end, or the metrics would disagree with the ai_log Envoy already logged.
             rec.t_end = now
         if ex is None:
             return False

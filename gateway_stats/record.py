@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway_stats.buckets import DURATION_BUCKETS, BucketCounts
+
 NS_PER_MS = 1_000_000
 
 
@@ -49,6 +51,7 @@ class CallRecord:
     # W3C context of Envoy's span for the ext_proc side call (gRPC metadata; present when Envoy traces)
     envoy_traceparent: str | None = None
     envoy_tracestate: str | None = None
+    label_headers: dict[str, str] = field(default_factory=dict)  # request headers wanted as metric labels
 
     # --- what kind of call (recognised from path and body)
     provider: str = "unknown"  # openai, anthropic, gcp.gemini, ...
@@ -75,6 +78,9 @@ class CallRecord:
     usage: Usage = field(default_factory=Usage)
     response_body_bytes: int = 0
     sse_events: int = 0
+    # gaps between consecutive stream chunks (SSE events with data), bucketed as they arrive
+    chunk_gaps: BucketCounts | None = None
+    t_last_chunk: int = 0
 
     # --- failure
     failed: bool = False
@@ -109,6 +115,14 @@ class CallRecord:
     # --- room for the roadmap: cost, analytics, feedback
     cost: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def note_chunk(self, now: int) -> None:
+        """A stream chunk arrived: bucket the gap since the previous one (semconv time_per_output_chunk)."""
+        if self.t_last_chunk:
+            if self.chunk_gaps is None:
+                self.chunk_gaps = BucketCounts(DURATION_BUCKETS)
+            self.chunk_gaps.observe(max(0, now - self.t_last_chunk) / 1e9)
+        self.t_last_chunk = now
 
     # ---------------------------------------------------------------- derived values
     @property

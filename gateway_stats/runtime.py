@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, disable_created_metrics
+from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 
 from gateway_stats.config import Config, ConfigStore
+from gateway_stats.metrics import MetricsSink
 from gateway_stats.record import CallRecord
 from gateway_stats.selfmetrics import ReloadCollector, SelfMetrics
 from gateway_stats.sinks import AiLogLineSink, Sink, SinkSet
@@ -26,7 +27,9 @@ class Runtime:
         self.registry = CollectorRegistry()
         self.self_metrics = SelfMetrics(self.registry)
         self.registry.register(ReloadCollector(store))
-        sinks: list[Sink] = []
+        # Higress / GenAI / calls metrics: always registered; which families it exports is config.
+        self.metrics = MetricsSink(store, on_cap=lambda cap: self.self_metrics.caps_hit.labels(cap).inc())
+        sinks: list[Sink] = [self.metrics]
         path = ai_log_file or store.current.extensions.ai_log_file
         if path:
             sinks.append(AiLogLineSink(path))
@@ -53,6 +56,10 @@ class Runtime:
     @property
     def config(self) -> Config:
         return self.store.current
+
+    def render_metrics(self) -> bytes:
+        """The /metrics body: the sidecar's own metrics (prometheus_client), then the traffic metrics."""
+        return generate_latest(self.registry) + self.metrics.render().encode()
 
     def add_sink(self, sink: Sink) -> None:
         self.sinks.sinks.append(sink)

@@ -14,6 +14,14 @@ from prometheus_client.registry import Collector
 
 from gateway_stats.config import ConfigStore
 
+MESSAGE_PHASES = (
+    "request_headers",
+    "request_body",
+    "response_headers",
+    "response_body",
+    "request_trailers",
+    "response_trailers",
+)
 HANDLING_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 
@@ -66,6 +74,9 @@ class SelfMetrics:
         )
         # Label children cached per phase: a labels() lookup per message is measurable on the hot path.
         self._per_phase: dict[str, tuple[Counter, Histogram]] = {}
+        for phase in MESSAGE_PHASES:  # every series exists from the start, at 0
+            self.messages.labels(phase)
+            self.handling.labels(phase)
         for phase in (
             "request_headers",
             "request_body",

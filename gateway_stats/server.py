@@ -72,7 +72,7 @@ class Sidecar:
         for svc in ("", SERVICE_NAME):
             await health.set(svc, health_pb2.HealthCheckResponse.SERVING)
         host, mport = split_host_port(self.opts.metrics_address)
-        self.side = SideHTTP(rt.registry, lambda: rt.ready)
+        self.side = SideHTTP(rt.render_metrics, lambda: rt.ready)
         self.metrics_port = await self.side.start(host, mport)
         self._watch = asyncio.create_task(store.watch())
         rt.ready = True

@@ -500,13 +500,13 @@ def test_disabled_means_no_sdk_no_thread_no_span(tmp_path: Path) -> None:
         "sdk_trace_loaded": False,
         "tracing_module_loaded": False,
         "spans": 0,
-        "sinks": [],
+        "sinks": ["MetricsSink"],  # no TracingSink
     }
     # The same probe sees all of them when tracing is on, so the check above can fail.
     on = _probe(tmp_path, enabled=True)
     assert "OtelBatchSpanRecordProcessor" in on["threads"]
     assert on["sdk_trace_loaded"] and on["tracing_module_loaded"]
-    assert on["spans"] == 1 and on["sinks"] == ["TracingSink"]
+    assert on["spans"] == 1 and on["sinks"] == ["MetricsSink", "TracingSink"]
 
 
 def test_reload_turns_tracing_on_and_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

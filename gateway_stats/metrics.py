@@ -1,0 +1,490 @@
+"""Prometheus metrics from finished call records: Higress' counters byte for byte, OpenTelemetry GenAI
+histograms, calls by outcome, all behind a cardinality guard.
+
+Why a hand-written exposition instead of prometheus_client objects: Higress dashboards query
+`route_upstream_model_consumer_metric_input_token{ai_route,ai_cluster,ai_model,ai_consumer}` as a counter
+*without* `_total`, with labels in that order and no HELP line (that is how Envoy prints them);
+prometheus_client always appends `_total` to counters and sorts labels. Owning the text also lets one
+lock cover a record and a scrape, and lets every series' label text be rendered once, not per scrape.
+
+Cardinality: model, consumer and extra-label values come from outside. Each family holds at most
+`max_series_per_metric` label sets. When it is full, a new label set is folded: every open label
+value becomes `__overflow__` while the labels with a fixed vocabulary (token type, status class,
+stream, outcome) are kept, so sums and error ratios stay right; slots for those folded series are
+reserved inside the cap. `gateway_stats_label_overflow_total{family}` counts folded measurements.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gateway_stats.buckets import (
+    DURATION_BUCKETS,
+    SERVER_TPOT_BUCKETS,
+    SERVER_TTFT_BUCKETS,
+    TOKEN_BUCKETS,
+    BucketCounts,
+)
+from gateway_stats.config import (
+    HIGRESS_METRIC_PREFIX,
+    HIGRESS_METRICS,
+    METRIC_FAMILIES,
+    ConfigStore,
+    ExtraLabel,
+    MetricsConfig,
+)
+from gateway_stats.record import CallRecord
+
+OVERFLOW = "__overflow__"
+
+HIGRESS_LABELS = ("ai_route", "ai_cluster", "ai_model", "ai_consumer")
+_GENAI_COMMON = (
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+)
+_GENAI_TAIL = ("ai_route", "ai_cluster", "ai_consumer")
+TOKEN_TYPES = ("input", "output", "cached_input", "cache_creation_input", "reasoning")
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "none", "other")
+OUTCOMES = ("ok", "error", "aborted")
+
+
+@dataclass(frozen=True, slots=True)
+class FamilySpec:
+    name: str  # exactly as exposed (our counters end in _total; Higress' do not)
+    kind: str  # "counter" | "histogram"
+    profile: str  # "higress" | "genai" | "aliases" (genai + gen_ai_server_aliases) | "core" (always on)
+    labels: tuple[str, ...]  # built-in labels, in exposition order
+    help: str = ""  # "" = no HELP line (Higress/Envoy style)
+    buckets: tuple[float, ...] = ()
+    closed: dict[str, tuple[str, ...]] = field(default_factory=dict)  # fixed vocabularies, kept on overflow
+    keep_empty: bool = False  # render labels whose value is "" (Higress always prints its four)
+
+
+def _higress(name: str) -> FamilySpec:
+    return FamilySpec(HIGRESS_METRIC_PREFIX + name, "counter", "higress", HIGRESS_LABELS, keep_empty=True)
+
+
+def _hist(
+    name: str, help_: str, buckets: tuple[float, ...], *, error: bool = False, profile: str = "genai"
+) -> FamilySpec:
+    labels = (*_GENAI_COMMON, *(("error_type",) if error else ()), *_GENAI_TAIL)
+    return FamilySpec(name, "histogram", profile, labels, help_, buckets)
+
+
+SPECS: tuple[FamilySpec, ...] = (
+    *(_higress(n) for n in HIGRESS_METRICS),
+    FamilySpec(
+        "gen_ai_client_token_usage",
+        "histogram",
+        "genai",
+        (*_GENAI_COMMON, "gen_ai_token_type", *_GENAI_TAIL),
+        "Number of input and output tokens used (gen_ai.client.token.usage).",
+        TOKEN_BUCKETS,
+        {"gen_ai_token_type": TOKEN_TYPES},
+    ),
+    _hist(
+        "gen_ai_client_operation_duration_seconds",
+        "GenAI operation duration, request headers to end of response (gen_ai.client.operation.duration).",
+        DURATION_BUCKETS,
+        error=True,
+    ),
+    _hist(
+        "gen_ai_client_operation_time_to_first_chunk_seconds",
+        "Time to the first response chunk of a stream (gen_ai.client.operation.time_to_first_chunk).",
+        DURATION_BUCKETS,
+    ),
+    _hist(
+        "gen_ai_client_operation_time_per_output_chunk_seconds",
+        "Time between consecutive stream chunks, per chunk (gen_ai.client.operation.time_per_output_chunk).",
+        DURATION_BUCKETS,
+    ),
+    _hist(
+        "gen_ai_server_request_duration_seconds",
+        "GenAI request duration (gen_ai.server.request.duration alias).",
+        DURATION_BUCKETS,
+        error=True,
+        profile="aliases",
+    ),
+    _hist(
+        "gen_ai_server_time_to_first_token_seconds",
+        "Time to the first generated content of a successful stream (gen_ai.server.time_to_first_token).",
+        SERVER_TTFT_BUCKETS,
+        profile="aliases",
+    ),
+    _hist(
+        "gen_ai_server_time_per_output_token_seconds",
+        "(duration - time to first token) / (output tokens - 1) of a successful stream "
+        "(gen_ai.server.time_per_output_token).",
+        SERVER_TPOT_BUCKETS,
+        profile="aliases",
+    ),
+    FamilySpec(
+        "gateway_stats_calls_total",
+        "counter",
+        "core",
+        (*HIGRESS_LABELS, "status_class", "stream", "outcome"),
+        "LLM calls by route, model, status class, stream or not, and outcome (ok, error, aborted).",
+        closed={"status_class": STATUS_CLASSES, "stream": ("true", "false"), "outcome": OUTCOMES},
+    ),
+)
+SPEC_BY_NAME = {s.name: s for s in SPECS}
+assert tuple(SPEC_BY_NAME) == METRIC_FAMILIES, "config.METRIC_FAMILIES must list exactly these families"
+
+
+def _esc(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(v: float) -> str:
+    if isinstance(v, int):
+        return str(v)
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return str(int(v)) if v.is_integer() else repr(v)
+
+
+class Series:
+    __slots__ = ("labels", "value")
+
+    def __init__(self, labels: str, value: float | BucketCounts) -> None:
+        self.labels = labels  # rendered `k="v",...` (without braces), computed once
+        self.value = value
+
+
+class Family:
+    """One metric family's series with the cardinality guard. Not thread-safe: MetricsSink locks."""
+
+    def __init__(self, spec: FamilySpec, extras: tuple[ExtraLabel, ...], cap: int) -> None:
+        self.spec = spec
+        self.extras = extras
+        self.label_names = (*spec.labels, *(e.name for e in extras))
+        self.series: dict[tuple[str, ...], Series] = {}
+        self.regular = 0  # series admitted under their own labels
+        self.folded = 0  # measurements folded into an overflow series
+        self._closed = [(i, spec.closed[n]) for i, n in enumerate(self.label_names) if n in spec.closed]
+        self.cap = cap
+        self.reserve = 1
+        self.set_cap(cap)
+
+    def set_cap(self, cap: int) -> None:
+        """Reserve room inside the cap for every overflow series the fold can produce."""
+        self.cap = cap
+        combos = math.prod(len(v) for _, v in self._closed)
+        self._fold_all = combos >= cap  # too small a cap to keep closed labels: fold into one series
+        self.reserve = 1 if self._fold_all else combos
+
+    def _fold(self, values: tuple[str, ...]) -> tuple[str, ...]:
+        out = [OVERFLOW] * len(values)
+        if not self._fold_all:
+            for i, vocab in self._closed:
+                out[i] = values[i] if values[i] in vocab else vocab[-1]
+        return tuple(out)
+
+    def _render_labels(self, values: tuple[str, ...]) -> str:
+        keep = self.spec.keep_empty
+        return ",".join(
+            f'{n}="{_esc(v)}"' for n, v in zip(self.label_names, values, strict=True) if keep or v
+        )
+
+    def _slot(self, values: tuple[str, ...], create: Callable[[], float | BucketCounts]) -> Series:
+        s = self.series.get(values)
+        if s is not None:
+            return s
+        if self.regular < self.cap - self.reserve:
+            self.regular += 1
+            key = values
+        else:
+            self.folded += 1
+            key = self._fold(values)
+            s = self.series.get(key)
+            if s is not None:
+                return s
+        s = Series(self._render_labels(key), create())
+        self.series[key] = s
+        return s
+
+    def inc(self, values: tuple[str, ...], amount: float) -> None:
+        """Counter increment. A zero increment creates no series (Envoy defines a counter on first use)."""
+        if amount <= 0:
+            return
+        s = self._slot(values, int)
+        s.value += amount  # type: ignore[operator]
+
+    def observe(self, values: tuple[str, ...], v: float) -> None:
+        s = self._slot(values, lambda: BucketCounts(self.spec.buckets))
+        s.value.observe(v)  # type: ignore[union-attr]
+
+    def merge(self, values: tuple[str, ...], counts: BucketCounts) -> None:
+        s = self._slot(values, lambda: BucketCounts(self.spec.buckets))
+        s.value.merge(counts)  # type: ignore[union-attr]
+
+    def snapshot(self) -> list[tuple[str, Any]]:
+        """Copy of the values (taken under the sink's lock, formatted after it is released)."""
+        if self.spec.kind == "counter":
+            return [(s.labels, s.value) for s in self.series.values()]
+        out: list[tuple[str, Any]] = []
+        for s in self.series.values():
+            h: BucketCounts = s.value  # type: ignore[assignment]
+            out.append((s.labels, (h.cumulative(), h.sum, h.count)))
+        return out
+
+
+def _format(spec: FamilySpec, rows: list[tuple[str, Any]], out: list[str]) -> None:
+    if not rows:
+        return
+    name = spec.name
+    if spec.help:
+        out.append(f"# HELP {name} {spec.help}\n")
+    out.append(f"# TYPE {name} {spec.kind}\n")
+    if spec.kind == "counter":
+        for labels, v in rows:
+            lab = f"{{{labels}}}" if labels else ""
+            out.append(f"{name}{lab} {_num(v)}\n")
+        return
+    les = [f'le="{_num(b)}"' for b in spec.buckets] + ['le="+Inf"']
+    for labels, (cumulative, total, count) in rows:
+        pre = labels + "," if labels else ""
+        for le, c in zip(les, cumulative, strict=True):
+            out.append(f"{name}_bucket{{{pre}{le}}} {c}\n")
+        lab = f"{{{labels}}}" if labels else ""
+        out.append(f"{name}_sum{lab} {_num(total)}\n")
+        out.append(f"{name}_count{lab} {count}\n")
+
+
+def _label_text(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+    return orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def status_class(code: int | None) -> str:
+    if code is None:
+        return "none"
+    if 100 <= code <= 599:
+        return f"{code // 100}xx"
+    return "other"
+
+
+def is_llm_call(rec: CallRecord) -> bool:
+    """Traffic metrics count what was recognised as an LLM call (API, model or usage), not any request."""
+    return rec.operation != "unknown" or rec.model is not None or rec.usage.known
+
+
+class MetricsSink:
+    """A Sink: turns each finished record into counter and histogram updates; renders the text on scrape.
+
+    The metrics config is read from the store on every record, so a hot reload applies at once: a family
+    whose labels changed (extra labels) starts afresh, a disabled profile's families disappear.
+    """
+
+    def __init__(self, store: ConfigStore, on_cap: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.on_cap = on_cap
+        self.families: dict[str, Family] = {}
+        self._mc: MetricsConfig | None = None
+        self._lock = threading.Lock()
+        self._max_len = 128
+        with self._lock:
+            self._configure(store.current.extensions.metrics)
+
+    # ----------------------------------------------------------------------------- config
+    def _configure(self, mc: MetricsConfig) -> None:
+        self._mc = mc
+        self._max_len = mc.max_label_value_length
+        on = set(mc.profiles) | {"core"}
+        if "genai" in on and mc.gen_ai_server_aliases:
+            on.add("aliases")
+        families: dict[str, Family] = {}
+        for spec in SPECS:
+            if spec.profile not in on:
+                continue
+            extras = tuple(e for e in mc.extra_labels if not e.families or spec.name in e.families)
+            fam = self.families.get(spec.name)
+            if fam is not None and fam.extras == extras:
+                fam.set_cap(mc.max_series_per_metric)
+            else:
+                fam = Family(spec, extras, mc.max_series_per_metric)
+            families[spec.name] = fam
+        self.families = families
+
+    # ------------------------------------------------------------------------------ sink
+    def emit(self, rec: CallRecord, ai_log: dict[str, Any]) -> None:
+        if not rec.observed or not is_llm_call(rec):
+            return
+        mc = self.store.current.extensions.metrics
+        with self._lock:
+            if mc is not self._mc and mc != self._mc:
+                self._configure(mc)
+            self._record(rec)
+
+    def close(self) -> None:
+        pass
+
+    def _cap(self, v: str) -> str:
+        if len(v) > self._max_len:
+            if self.on_cap is not None:
+                self.on_cap("metric_label_value")
+            return v[: self._max_len]
+        return v
+
+    def _record(self, rec: CallRecord) -> None:
+        cap = self._cap
+        u = rec.usage
+        stream = rec.is_stream
+        base: dict[str, str] = {
+            "ai_route": cap(rec.route),
+            "ai_cluster": cap(rec.cluster),
+            "ai_model": cap(rec.model or "unknown"),
+            "ai_consumer": cap(rec.consumer or "none"),
+            "gen_ai_operation_name": cap(rec.operation),
+            "gen_ai_provider_name": cap(rec.provider),
+            "gen_ai_request_model": cap(rec.request_model or ""),
+            "gen_ai_response_model": cap(rec.response_model or ""),
+            "error_type": cap((rec.error_type or "_OTHER") if rec.failed else ""),
+            "status_class": status_class(rec.status_code),
+            "stream": "true" if (stream or rec.request_stream) else "false",
+            "outcome": "error" if rec.failed else ("ok" if rec.end_reason in ("complete", "") else "aborted"),
+            "gen_ai_token_type": "",
+        }
+        if self._mc is not None:
+            for e in self._mc.extra_labels:
+                raw = (
+                    rec.label_headers.get(e.request_header)
+                    if e.request_header
+                    else rec.attributes.get(e.attribute)
+                )
+                base[e.name] = cap(_label_text(raw))
+        fams = self.families
+        memo: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+        def values(fam: Family) -> tuple[str, ...]:
+            t = memo.get(fam.label_names)
+            if t is None:
+                t = tuple(base[n] for n in fam.label_names)
+                memo[fam.label_names] = t
+            return t
+
+        def get(name: str) -> Family | None:
+            return fams.get(name)
+
+        # -- Higress counters (units as Higress: tokens, integer milliseconds, counts)
+        if get(HIGRESS_METRIC_PREFIX + "input_token") is not None:
+            p = HIGRESS_METRIC_PREFIX
+            hv = values(fams[p + "input_token"])
+            if u.known:
+                inp = u.input_tokens or 0
+                out = u.output_tokens or 0
+                fams[p + "input_token"].inc(hv, inp)
+                fams[p + "output_token"].inc(hv, out)
+                fams[p + "total_token"].inc(hv, u.total_tokens if u.total_tokens is not None else inp + out)
+            sd = rec.service_duration_ms
+            if sd is not None:
+                fams[p + "llm_service_duration"].inc(hv, sd)
+                fams[p + "llm_duration_count"].inc(hv, 1)
+            ft = rec.first_token_duration_ms
+            if stream and ft is not None:
+                fams[p + "llm_first_token_duration"].inc(hv, ft)
+                fams[p + "llm_stream_duration_count"].inc(hv, 1)
+            if rec.failed:
+                fams[p + "llm_failure_count"].inc(hv, 1)
+
+        # -- calls by outcome (always on)
+        calls = get("gateway_stats_calls_total")
+        if calls is not None:
+            calls.inc(values(calls), 1)
+
+        # -- GenAI histograms (seconds, tokens)
+        tok = get("gen_ai_client_token_usage")
+        if tok is not None and u.known:
+            for ttype, n in self._token_counts(rec):
+                base["gen_ai_token_type"] = ttype
+                tok.observe(tuple(base[k] for k in tok.label_names), n)
+        duration = rec.seconds(rec.t_end)
+        ttfc = rec.seconds(rec.t_first_byte) if stream else None
+        for name in ("gen_ai_client_operation_duration_seconds", "gen_ai_server_request_duration_seconds"):
+            fam = get(name)
+            if fam is not None and duration is not None:
+                fam.observe(values(fam), duration)
+        fam = get("gen_ai_client_operation_time_to_first_chunk_seconds")
+        if fam is not None and ttfc is not None:
+            fam.observe(values(fam), ttfc)
+        fam = get("gen_ai_client_operation_time_per_output_chunk_seconds")
+        if fam is not None and stream and rec.chunk_gaps is not None and rec.chunk_gaps.count:
+            fam.merge(values(fam), rec.chunk_gaps)
+        if stream and not rec.failed:
+            ttft = rec.seconds(rec.t_first_content) or ttfc
+            fam = get("gen_ai_server_time_to_first_token_seconds")
+            if fam is not None and ttft is not None:
+                fam.observe(values(fam), ttft)
+            fam = get("gen_ai_server_time_per_output_token_seconds")
+            n_out = u.output_tokens
+            if (
+                fam is not None
+                and ttft is not None
+                and duration is not None
+                and n_out is not None
+                and n_out > 1
+            ):
+                fam.observe(values(fam), max(0.0, duration - ttft) / (n_out - 1))
+
+    @staticmethod
+    def _token_counts(rec: CallRecord) -> Iterable[tuple[str, int]]:
+        """Semconv token types: input includes cached tokens, output includes reasoning tokens."""
+        u = rec.usage
+        if u.input_tokens is not None:
+            inp = u.input_tokens
+            if u.input_excludes_cache:  # Anthropic reports cache reads/writes beside input_tokens
+                inp += (u.cached_tokens or 0) + (u.cache_creation_tokens or 0)
+            yield "input", inp
+        if u.output_tokens is not None:
+            out = u.output_tokens
+            if rec.provider == "gcp.gemini" and u.reasoning_tokens:  # Gemini counts thoughts apart
+                out += u.reasoning_tokens
+            yield "output", out
+        if u.cached_tokens is not None:
+            yield "cached_input", u.cached_tokens
+        if u.cache_creation_tokens is not None:
+            yield "cache_creation_input", u.cache_creation_tokens
+        if u.reasoning_tokens is not None:
+            yield "reasoning", u.reasoning_tokens
+
+    # ---------------------------------------------------------------------------- scrape
+    def series_count(self, family: str) -> int:
+        with self._lock:
+            fam = self.families.get(family)
+            return len(fam.series) if fam is not None else 0
+
+    def render(self) -> str:
+        """The traffic metrics as Prometheus text 0.0.4. Values are copied under the lock, formatted outside
+        it, so a scrape of a family at its cap (tens of MB of text) never holds up records for long."""
+        with self._lock:
+            snaps = [(f.spec, f.snapshot(), f.folded, len(f.series)) for f in self.families.values()]
+        out: list[str] = []
+        for spec, rows, _, _ in snaps:
+            _format(spec, rows, out)
+        out.append(
+            "# HELP gateway_stats_label_overflow_total measurements folded into an __overflow__ "
+            "series because their metric family reached max_series_per_metric\n"
+            "# TYPE gateway_stats_label_overflow_total counter\n"
+        )
+        out.extend(f'gateway_stats_label_overflow_total{{family="{sp.name}"}} {n}\n' for sp, _, n, _ in snaps)
+        out.append(
+            "# HELP gateway_stats_metric_series label sets (series) held per metric family\n"
+            "# TYPE gateway_stats_metric_series gauge\n"
+        )
+        out.extend(f'gateway_stats_metric_series{{family="{sp.name}"}} {n}\n' for sp, _, _, n in snaps)
+        return "".join(out)
