@@ -126,7 +126,13 @@ def test_demo_config_content() -> None:
     assert fr.rule == "replace"
     assert d.value_length_limit == 8000
     assert d.session_id_header == "x-session-id"
-    assert cfg.extensions.metrics.extra_labels == (ExtraLabel(name="client", request_header="x-client-name"),)
+    assert cfg.extensions.metrics.extra_labels == (
+        ExtraLabel(
+            name="client",
+            request_header="x-client-name",
+            families=("gen_ai_client_token_usage", "gateway_stats_calls_total"),
+        ),
+    )
 
 
 def test_minimal_config_content() -> None:
