@@ -105,6 +105,7 @@ SCENARIO_HEADERS: dict[str, str] = {
     "x-mock-abort-rst": "1: make that abort a TCP RST (SO_LINGER 0) instead of a FIN",
     "x-mock-unterminated-final": "1: last SSE event lacks the blank line; 2: lacks every trailing newline",
     "x-mock-event-bytes": "N: pad the first content SSE event to about N bytes",
+    "x-mock-created": "N: the `created` timestamp (default: now), for byte-for-byte comparisons",
 }
 
 _ANSWER_TEXT = (
@@ -967,6 +968,7 @@ class _Scenario:
     abort_rst: bool = False
     unterminated: int = 0
     event_bytes: int = 0
+    created: int | None = None  # fixed `created` timestamp, so two answers can be compared byte for byte
 
     @classmethod
     def parse(cls, h: Mapping[str, str]) -> _Scenario:
@@ -985,6 +987,7 @@ class _Scenario:
             abort_rst=_flag(h.get("x-mock-abort-rst")),
             unterminated=_int(h.get("x-mock-unterminated-final"), 0, 0, 2),
             event_bytes=_int(h.get("x-mock-event-bytes"), 0, 0, 1 << 31),
+            created=_int(h.get("x-mock-created"), 0) or None,
         )
 
 
@@ -1327,7 +1330,7 @@ class MockLLM:
             return await self._send_json(writer, rec, sc, status, payload, keep_alive)
         if not truth.stream:
             return await self._send_json(
-                writer, rec, sc, status, orjson.dumps(build_json(truth, obj)), keep_alive
+                writer, rec, sc, status, orjson.dumps(build_json(truth, obj, sc.created)), keep_alive
             )
         if truth.provider == "gemini" and "alt=sse" not in target.partition("?")[2]:
             # streamGenerateContent without alt=sse: a JSON array of the chunks.
@@ -1376,7 +1379,7 @@ class MockLLM:
         http11: bool,
         keep_alive: bool,
     ) -> bool:
-        events, usage_idx, first_idx = build_events(truth)
+        events, usage_idx, first_idx = build_events(truth, sc.created)
         if sc.event_bytes and first_idx >= 0:
             events[first_idx] = _pad_event(events[first_idx], sc.event_bytes)
         if sc.crlf:

@@ -39,7 +39,7 @@ def test_json_chat_ai_log_carries_model_and_tokens(stack: Stack) -> None:
 
 def test_sse_chat_ai_log_and_bytes_unchanged(stack: Stack) -> None:
     req = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
-    h = {"x-mock-chat-id": "e2e-sse", "x-mock-events": "8"}
+    h = {"x-mock-chat-id": "e2e-sse", "x-mock-events": "8", "x-mock-created": "1700000000"}
     status, _, via_envoy = post(stack.envoy_port, "/v1/chat/completions", req, h)
     assert status == 200
     _, _, direct = post(stack.mock_port, "/v1/chat/completions", req, h)

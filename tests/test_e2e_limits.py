@@ -62,7 +62,12 @@ def test_huge_request_and_huge_sse_event_pass_with_bounded_memory(stack_factory)
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    h = {"x-mock-chat-id": "huge-event", "x-mock-event-bytes": str(20 * MB), "accept-encoding": "identity"}
+    h = {
+        "x-mock-chat-id": "huge-event",
+        "x-mock-event-bytes": str(20 * MB),
+        "x-mock-created": "1700000000",  # both answers identical, even across a second boundary
+        "accept-encoding": "identity",
+    }
     status, _, via_envoy = post(st.envoy_port, "/v1/chat/completions", req, h, timeout=120)
     assert status == 200
     assert len(via_envoy) > 20 * MB
