@@ -200,6 +200,29 @@ class Extraction:
             builtins = builtin_values(rec, None)
             builtins.update(self._req_builtins)
             self._attrs.finish(builtins)
+            self._usage_from_attributes()
+
+    def _usage_from_attributes(self) -> None:
+        """Higress: attributes keyed `model` / `input_token` / `output_token` / `total_token` (how its
+        README maps non-OpenAI protocols) replace the extracted values, for metrics too, not just ai_log."""
+        rec = self.rec
+        attrs = rec.attributes
+        model = attrs.get("model")
+        if isinstance(model, str) and model:
+            rec.response_model = model
+        u = rec.usage
+        for key, name in (
+            ("input_token", "input_tokens"),
+            ("output_token", "output_tokens"),
+            ("total_token", "total_tokens"),
+        ):
+            v = attrs.get(key)
+            if isinstance(v, bool) or v is None:
+                continue
+            if isinstance(v, str) and v.strip().isdigit():
+                v = int(v)
+            if isinstance(v, int | float) and v >= 0:
+                setattr(u, name, int(v))
 
     def ai_log(self) -> dict[str, Any]:
         return build_ai_log(self.rec, self.plugin.value_length_limit)

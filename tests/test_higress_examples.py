@@ -221,6 +221,9 @@ def test_bailian_config_extracts_model_and_tokens_from_its_own_shape() -> None:
     assert (log["model"], log["input_token"], log["output_token"]) == ("qwen-max", 343, 153)
     assert isinstance(log["llm_service_duration"], int)
     assert call.rec.span_attributes == {}  # apply_to_span: false
+    # As in Higress, these attributes feed the metrics too: the record (what every sink reads) has them.
+    assert call.rec.model == "qwen-max"
+    assert (call.rec.usage.input_tokens, call.rec.usage.output_tokens) == (343, 153)
 
 
 def test_bailian_config_does_not_hide_usage_of_an_openai_shaped_answer() -> None:
