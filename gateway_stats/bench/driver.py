@@ -15,13 +15,14 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from gateway_stats.bench import probes, report, wrk
 from gateway_stats.bench import profile as prof
-from gateway_stats.bench import report, wrk
 from gateway_stats.bench.stacks import (
     CONFIGS,
     DEFAULT_CONFIGS,
@@ -30,7 +31,7 @@ from gateway_stats.bench.stacks import (
     BenchStack,
     spawn,
 )
-from gateway_stats.bench.workloads import Workload, run, workloads
+from gateway_stats.bench.workloads import Workload, run, start_load, workloads
 from gateway_stats.procs import Proc, envoy_binary, free_port, wait_http
 
 BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
@@ -172,36 +173,38 @@ def run_profile(
 ) -> str:
     d = args.duration or 8.0
     wls = [w for w in workloads(False, wrk_script is not None, d) if w.name in ("json-16", "sse-16")]
+    kinds = [k.strip() for k in args.profile_config.split(",") if k.strip()]
+    seconds = max(1, int(d - 1.5))
     parts = [
-        f"py-spy {args.profile_rate} Hz on `gateway-stats serve` (set-up *{args.profile_config}*), "
-        f"{d:g} s of each load; command: `{command}`.",
+        f"py-spy at {args.profile_rate} Hz on `gateway-stats serve`, {seconds} s inside each {d:g} s load; "
+        f"command: `{command}`. *busy threads* = samples / (rate x seconds): how many of the sidecar's "
+        "threads were running Python on average (py-spy skips idle threads).",
         "",
     ]
-    stack = BenchStack(
-        args.profile_config, outdir / f"profile-{args.profile_config}", up_port, Path(args.sidecar_config)
-    )
-    stack.start()
-    try:
-        _warm(stack, wrk_script)
-        assert stack.processor is not None
-        for wl in wls:
-            raw = outdir / f"profile-{wl.name}.txt"
-            if wl.use_wrk and wrk_script is not None:
-                load: subprocess.Popen[str] = wrk.start(stack.envoy_port, wl.conns, wl.duration, wrk_script)
-            else:
-                from gateway_stats.bench.workloads import _client_cmd
-
-                load = subprocess.Popen(_client_cmd(wl, stack.envoy_port), stdout=subprocess.PIPE, text=True)
-            time.sleep(0.5)
-            spy = prof.record(stack.processor.pid, wl.duration - 1.5, raw, args.profile_rate)
-            text = prof.wait_recorded(spy, raw)
-            load.communicate(timeout=120)
-            p = prof.summarise(text, f"{wl.title} ({wl.describe()})")
-            md = prof.to_markdown(p)
-            say(md)
-            parts += [md, ""]
-    finally:
-        stack.stop()
+    for kind in kinds:
+        stack = BenchStack(kind, outdir / f"profile-{kind}", up_port, Path(args.sidecar_config))
+        stack.start()
+        try:
+            _warm(stack, wrk_script)
+            assert stack.processor is not None
+            for wl in wls:
+                raw = outdir / f"profile-{kind}-{wl.name}.txt"
+                load = start_load(stack, wl, wrk_script)
+                time.sleep(0.5)
+                cpu0 = probes.cpu_seconds(stack.processor.pid)
+                spy = prof.record(stack.processor.pid, seconds, raw, args.profile_rate)
+                text = prof.wait_recorded(spy, raw)
+                cpu = probes.cpu_seconds(stack.processor.pid) - cpu0
+                load.communicate(timeout=120)
+                p = prof.summarise(text, f"{report.LABELS.get(kind, kind)}: {wl.title}")
+                busy = p.samples / (args.profile_rate * seconds)
+                md = prof.to_markdown(
+                    p, extra=f", {busy:.2f} busy threads, sidecar CPU {cpu / seconds:.2f} cores"
+                )
+                say(md)
+                parts += [md, ""]
+        finally:
+            stack.stop()
     return "\n".join(parts)
 
 
@@ -233,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-warm", dest="warm", action="store_false", help="skip the warm-up loads")
     ap.add_argument("--no-wrk", dest="no_wrk", action="store_true", help="JSON loads with the Python client")
+    ap.add_argument("--render", default="", help="only re-render the tables of an earlier results.json")
     ap.add_argument("--profile", action="store_true", help="profile the sidecar with py-spy instead")
-    ap.add_argument("--profile-config", default="inline", choices=["inline", "observe", "inline-nolua"])
+    ap.add_argument("--profile-config", default="inline,observe", help="set-ups to profile (comma list)")
     ap.add_argument("--profile-rate", type=int, default=200)
     args = ap.parse_args(argv)
 
@@ -244,6 +248,20 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown set-up {c!r}")
     if "plain" not in configs:
         configs.insert(0, "plain")
+    if args.render:
+        saved = orjson.loads(Path(args.render).read_bytes())
+        rows_, info_ = saved["rows"], saved["machine"]
+        names = list(dict.fromkeys(r["workload"] for r in rows_))
+        wls_ = [w for w in workloads(False, True) if w.name in names]
+        if saved.get("workloads"):
+            wls_ = [Workload(**w) for w in saved["workloads"]]
+        cfgs = list(dict.fromkeys(r["config"] for r in rows_))
+        md = render(rows_, wls_, cfgs, info_, argparse.Namespace(quick=bool(saved.get("quick"))))
+        say(md)
+        if args.write_doc:
+            write_between(Path(args.write_doc), BEGIN, END, md, "gateway-stats benchmarks")
+        return 0
+
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     outdir = Path(args.out) if args.out else REPO / "run" / "bench" / stamp
     outdir.mkdir(parents=True, exist_ok=True)
@@ -297,7 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         info["elapsed_s"] = f"{time.monotonic() - t_start:.0f}"
         md = render(rows, wls, configs, info, args)
         (outdir / "results.json").write_bytes(
-            orjson.dumps({"machine": info, "rows": rows}, option=orjson.OPT_INDENT_2)
+            orjson.dumps(
+                {"machine": info, "rows": rows, "workloads": [asdict(w) for w in wls], "quick": args.quick},
+                option=orjson.OPT_INDENT_2,
+            )
         )
         (outdir / "results.md").write_text(md)
         say("\n" + md)

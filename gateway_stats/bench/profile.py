@@ -70,11 +70,11 @@ def summarise(raw: str, title: str) -> Profile:
     return p
 
 
-def to_markdown(p: Profile, top: int = 12) -> str:
+def to_markdown(p: Profile, top: int = 12, extra: str = "") -> str:
     if not p.samples:
         return f"**{p.title}**: no samples\n"
     pct = 100.0 / p.samples
-    out = [f"**{p.title}** ({p.samples:,} samples)", "", "| where the samples fall | % |", "|---|---|"]
+    out = [f"**{p.title}** ({p.samples:,} samples{extra})", "", "| where the samples fall | % |", "|---|---|"]
     for name, c in p.buckets.most_common():
         out.append(f"| {name} | {c * pct:.1f} |")
     out += ["", "| top functions, self time | % |", "|---|---|"]

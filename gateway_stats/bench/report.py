@@ -43,6 +43,17 @@ def _added_cpu(r: Row, plain: Row | None) -> float | None:
     return own - (dig(plain, "envoy_cpu_us") or 0.0)
 
 
+def _msgs_per_call(r: Row) -> float | None:
+    """Messages Envoy sent to the processor per completed call (its stream_msgs_sent counter)."""
+    sent, n = dig(r, "envoy_ext_proc.stream_msgs_sent"), dig(r, "requests")
+    return None if not sent or not n else sent / n
+
+
+def _proc_per_msg(r: Row) -> float | None:
+    m, cpu = _msgs_per_call(r), dig(r, "proc_cpu_us")
+    return None if not m or cpu is None else cpu / m
+
+
 @dataclass
 class Summary:
     rows: list[Row]
@@ -103,7 +114,9 @@ def _rate(s: Summary, wl: str, cfg: str) -> str:
     if cfg == "plain":
         return _f(v, 0)
     q = s.ratio(wl, cfg, "rps")
-    return f"{_f(v, 0)} (x{_f(q)})"
+    unsent = s.med(wl, cfg, "unsent")
+    more = f"; {unsent:,.0f} never sent" if unsent else ""
+    return f"{_f(v, 0)} (x{_f(q)}{more})"
 
 
 def _cpu(s: Summary, wl: str, cfg: str) -> list[str]:
@@ -111,8 +124,16 @@ def _cpu(s: Summary, wl: str, cfg: str) -> list[str]:
     q = s.ratio(wl, cfg, "envoy_cpu_us")
     env_s = _f(env, 0) if cfg == "plain" else f"{_f(env, 0)} (x{_f(q, 1)})"
     proc = s.med(wl, cfg, "proc_cpu_us")
+    msgs = s.med_of(wl, cfg, lambda r, _p: _msgs_per_call(r))
+    per_msg = s.med_of(wl, cfg, lambda r, _p: _proc_per_msg(r))
     added = None if cfg == "plain" else s.added_cpu(wl, cfg)
-    return [env_s, _f(proc, 0), "-" if added is None else f"{added:+,.0f}"]
+    return [
+        env_s,
+        _f(proc, 0),
+        _f(msgs, 1),
+        _f(per_msg, 0),
+        "-" if added is None else f"{added:+,.0f}",
+    ]
 
 
 def _observed(s: Summary, wl: str, cfg: str) -> str:
@@ -147,6 +168,8 @@ def workload_table(s: Summary, wl: str, configs: list[str], sse: bool) -> str:
     head += [
         "Envoy CPU µs/call (x plain)",
         "sidecar CPU µs/call",
+        "ext_proc msgs/call",
+        "sidecar CPU µs/msg",
         "added CPU µs/call",
         "sidecar RSS MB",
         "observed",

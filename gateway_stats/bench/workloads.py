@@ -84,7 +84,7 @@ def workloads(quick: bool, have_wrk: bool, duration: float | None = None) -> lis
     ]
 
 
-def _client_cmd(wl: Workload, port: int) -> list[str]:
+def client_command(wl: Workload, port: int) -> list[str]:
     argv = [sys.executable, "-m", "gateway_stats.bench.client", "--port", str(port)]
     argv += [
         "--mode",
@@ -100,6 +100,12 @@ def _client_cmd(wl: Workload, port: int) -> list[str]:
     if wl.once:
         argv += ["--once", "--ramp", f"{wl.ramp:g}"]
     return argv
+
+
+def start_load(stack: BenchStack, wl: Workload, wrk_script: Path | None) -> subprocess.Popen[str]:
+    if wl.use_wrk and wrk_script is not None:
+        return wrk.start(stack.envoy_port, wl.conns, wl.duration, wrk_script)
+    return subprocess.Popen(client_command(wl, stack.envoy_port), stdout=subprocess.PIPE, text=True)
 
 
 def _children_cpu() -> float:
@@ -152,10 +158,7 @@ def run(
     c_proc0 = probes.cpu_seconds(proc) if proc else 0.0
     c_kids0 = _children_cpu()
 
-    if wl.use_wrk and wrk_script is not None:
-        popen: subprocess.Popen[str] = wrk.start(stack.envoy_port, wl.conns, wl.duration, wrk_script)
-    else:
-        popen = subprocess.Popen(_client_cmd(wl, stack.envoy_port), stdout=subprocess.PIPE, text=True)
+    popen = start_load(stack, wl, wrk_script)
     rss_proc = rss_envoy = 0.0
     while popen.poll() is None:
         if proc:
