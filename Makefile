@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint proto bench clean
+.PHONY: demo test lint proto bench bench-profile clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,20 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check gateway_stats tests
 	$(BIN)/mypy
+
+# What gateway-stats costs the traffic, beside plain Envoy and a naive no-op processor, same run
+# (about 10 min; BENCH_QUICK=1 for a 1-2 min smoke run). Tables go to docs/benchmarks.md.
+bench: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || { echo "bench: installing wrk (Debian package)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get -y -qq install wrk >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get -y -qq install wrk >/dev/null 2>&1; } || \
+		echo "bench: wrk unavailable; JSON loads fall back to the Python client (it saturates sooner)"; }
+	BENCH_COMMAND="make bench" $(BIN)/python -m gateway_stats.bench --write-doc docs/benchmarks.md
+
+# Where the sidecar's time goes under the JSON and SSE loads (py-spy); summary into docs/benchmarks.md.
+bench-profile: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[profile]'
+	BENCH_COMMAND="make bench-profile" $(BIN)/python -m gateway_stats.bench --profile --write-doc docs/benchmarks.md
 
 # Regenerate the minimal ext_proc stubs from proto/ (committed, so users never need protoc).
 proto: $(STAMP)

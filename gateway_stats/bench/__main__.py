@@ -1,0 +1,3 @@
+from gateway_stats.bench.driver import main
+
+raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""The set-ups compared in one run, all behind the same Envoy 1.40 (one worker) and one upstream.
+
+* plain    - Envoy alone: the baseline every ratio is taken against.
+* noop     - Envoy + the naive no-op processor (headers SEND, request body BUFFERED, response body
+             STREAMED): the floor gateway-stats must beat inline.
+* inline   - Envoy + gateway-stats exactly as deploy/envoy.yaml (Lua copy, filter-state ai_log line),
+             realistic config (config/gateway-stats.yaml: full preset, question/answer, metrics).
+* observe  - Envoy in observability_mode + gateway-stats writing the ai_log lines itself.
+Optional: inline-nolua (the %DYNAMIC_METADATA% access log, no Lua filter) and noop-observe.
+
+Each bootstrap starts from envoy_bootstrap.bootstrap() and only removes or narrows, so the bench
+measures the configuration users deploy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway_stats.envoy_bootstrap import HIGRESS_LOG_FORMAT, EnvoyOptions, bootstrap
+from gateway_stats.procs import Proc, envoy_binary, free_port, wait_http, wait_port
+
+CONFIGS = ("plain", "noop", "inline", "observe", "inline-nolua", "noop-observe")
+DEFAULT_CONFIGS = ("plain", "noop", "inline", "observe")
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_SIDECAR_CONFIG = REPO / "config" / "gateway-stats.yaml"
+
+
+def spawn(name: str, argv: list[str], workdir: Path) -> Proc:
+    log_path = workdir / f"{name}.log"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log_path, "wb") as fh:
+        p = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=str(workdir))
+    return Proc(name, p, log_path)
+
+
+def _filters(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return hcm["http_filters"]
+
+
+def _hcm(cfg: dict[str, Any]) -> dict[str, Any]:
+    return cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def envoy_config(kind: str, o: EnvoyOptions) -> dict[str, Any]:
+    """The bootstrap for one set-up (see the module docstring)."""
+    if kind in ("inline", "observe"):
+        o.mode, o.log_format = kind, "filter-state"
+        return bootstrap(o)
+    if kind == "inline-nolua":
+        o.mode, o.log_format = "inline", "dynamic-metadata"
+        return bootstrap(o)
+    o.mode = "observe" if kind == "noop-observe" else "inline"
+    o.log_format = "dynamic-metadata"  # no Lua filter
+    cfg = bootstrap(o)
+    _hcm(cfg)["access_log"][0]["typed_config"]["log_format"] = {
+        "text_format_source": {"inline_string": HIGRESS_LOG_FORMAT}
+    }
+    filters = _filters(cfg)
+    if kind == "plain":
+        filters[:] = [f for f in filters if f["name"] != "envoy.filters.http.ext_proc"]
+        clusters = cfg["static_resources"]["clusters"]
+        clusters[:] = [c for c in clusters if c["name"] != "gateway_stats"]
+        return cfg
+    ext = next(f for f in filters if f["name"] == "envoy.filters.http.ext_proc")["typed_config"]
+    for k in (
+        "request_attributes",
+        "response_attributes",
+        "allow_mode_override",
+        "send_body_without_waiting_for_header_response",
+        "allow_content_length_header",
+        "metadata_options",
+    ):
+        ext.pop(k, None)
+    if kind == "noop":
+        # The naive reference: the whole request body in one message. (observability_mode cannot
+        # send a BUFFERED body, so noop-observe keeps it STREAMED.)
+        ext["processing_mode"]["request_body_mode"] = "BUFFERED"
+    return cfg
+
+
+@dataclass
+class BenchStack:
+    kind: str
+    workdir: Path
+    upstream_port: int
+    sidecar_config: Path = DEFAULT_SIDECAR_CONFIG
+    envoy_port: int = 0
+    admin_port: int = 0
+    grpc_port: int = 0
+    metrics_port: int = 0
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    @property
+    def access_log(self) -> Path:
+        return self.workdir / "access.log"
+
+    @property
+    def ai_log_file(self) -> Path:
+        return self.workdir / "ai_log.jsonl"
+
+    @property
+    def noop_count_file(self) -> Path:
+        return self.workdir / "noop.count"
+
+    @property
+    def processor(self) -> Proc | None:
+        return self.procs.get("processor")
+
+    @property
+    def is_gateway_stats(self) -> bool:
+        return self.kind in ("inline", "observe", "inline-nolua")
+
+    @property
+    def is_noop(self) -> bool:
+        return self.kind.startswith("noop")
+
+    @property
+    def ai_log_path(self) -> Path | None:
+        if self.kind == "observe":
+            return self.ai_log_file
+        if self.kind in ("inline", "inline-nolua"):
+            return self.access_log
+        return None
+
+    def start(self) -> BenchStack:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.envoy_port = free_port()
+        self.admin_port = free_port()
+        if self.kind != "plain":
+            self.grpc_port = free_port()
+            self._start_processor()
+        o = EnvoyOptions(
+            listen=f"127.0.0.1:{self.envoy_port}",
+            upstream=f"127.0.0.1:{self.upstream_port}",
+            processor=f"127.0.0.1:{self.grpc_port or 1}",
+            admin=f"127.0.0.1:{self.admin_port}",
+            access_log=str(self.access_log),
+        )
+        path = self.workdir / "envoy.yaml"
+        path.write_text(yaml.safe_dump(envoy_config(self.kind, o), sort_keys=False, width=120))
+        argv = [envoy_binary(), "-c", str(path), "--concurrency", "1", "--log-level", "warn"]
+        # Same flush policy for every set-up; the default (10 s) would make counting lines slow.
+        argv += ["--base-id", str(self.admin_port), "--file-flush-interval-msec", "500"]
+        p = spawn("envoy", argv, self.workdir)
+        self.procs["envoy"] = p
+        wait_http(f"http://127.0.0.1:{self.admin_port}/ready", timeout=30, proc=p.popen)
+        return self
+
+    def _start_processor(self) -> None:
+        if self.is_noop:
+            argv = [
+                sys.executable,
+                "-m",
+                "gateway_stats.bench.noop",
+                "--listen",
+                f"127.0.0.1:{self.grpc_port}",
+            ]
+            argv += ["--count-file", str(self.noop_count_file)]
+            p = spawn("processor", argv, self.workdir)
+            self.procs["processor"] = p
+            wait_port(self.grpc_port, proc=p.popen)
+            return
+        self.metrics_port = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "gateway_stats",
+            "serve",
+            "--log-level",
+            "warning",
+            "--grpc-address",
+            f"127.0.0.1:{self.grpc_port}",
+            "--metrics-address",
+            f"127.0.0.1:{self.metrics_port}",
+            "--config",
+            str(self.sidecar_config),
+        ]
+        if self.kind == "observe":
+            argv += ["--ai-log-file", str(self.ai_log_file)]
+        p = spawn("processor", argv, self.workdir)
+        self.procs["processor"] = p
+        wait_http(f"http://127.0.0.1:{self.metrics_port}/readyz", proc=p.popen)
+
+    def stop(self) -> None:
+        for name in ("envoy", "processor"):
+            p = self.procs.get(name)
+            if p is not None:
+                p.stop(timeout=15)
+
+    def cleanup_logs(self) -> None:
+        """Access logs of a full run reach hundreds of MB; keep only the head for inspection."""
+        for path in (self.access_log, self.ai_log_file):
+            with contextlib.suppress(OSError):
+                if path.stat().st_size > 1 << 20:
+                    with open(path, "rb") as fh:
+                        head = fh.read(1 << 16)
+                    path.write_bytes(head)
