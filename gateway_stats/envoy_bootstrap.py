@@ -140,7 +140,6 @@ def ext_proc_filter(o: EnvoyOptions) -> dict[str, Any]:
         cfg["deferred_close_timeout"] = "1s"
     else:
         cfg["allow_mode_override"] = True
-        cfg["send_body_without_waiting_for_header_response"] = True
         cfg["allow_content_length_header"] = True
         cfg["metadata_options"] = {"receiving_namespaces": {"untyped": [o.namespace]}}
     return {"name": "envoy.filters.http.ext_proc", "typed_config": cfg}

@@ -113,7 +113,10 @@ class CallObserver:
         if end_of_stream:
             rec.t_request_end = now
             self.extraction.on_request_body(None)
-        return True
+            return True
+        # Like Higress, the ai_log is first attached at the end of the request body: an answer
+        # without metadata is cheaper for us and for Envoy.
+        return False
 
     def on_request_body(self, chunk: bytes, end_of_stream: bool, now: int) -> bool:
         ex = self.extraction
@@ -183,7 +186,7 @@ class CallObserver:
         ex.on_response_headers(headers)
         if end_of_stream:
             return self._end_response(now)
-        return True
+        return False  # the body's end (or a usage event) attaches the ai_log
 
     def on_response_body(self, chunk: bytes, end_of_stream: bool, now: int) -> bool:
         rec = self.record

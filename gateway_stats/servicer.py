@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 
 from gateway_stats import ailog, span_tags
+from gateway_stats._proto.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from gateway_stats.observer import CallObserver
@@ -38,6 +39,34 @@ _CONTINUE = {
     "request_trailers": pb.ProcessingResponse(request_trailers=pb.TrailersResponse()),
     "response_trailers": pb.ProcessingResponse(response_trailers=pb.TrailersResponse()),
 }
+
+
+_SKIP, _NONE = pm.ProcessingMode.SKIP, pm.ProcessingMode.NONE
+# Nothing more to watch (path not observed by the config): Envoy stops sending this request's phases.
+# A mode override replaces the whole mode, so every field is set.
+_STOP_AFTER_REQUEST_HEADERS = pb.ProcessingResponse(
+    request_headers=pb.HeadersResponse(),
+    mode_override=pm.ProcessingMode(
+        request_header_mode=_SKIP,
+        response_header_mode=_SKIP,
+        request_body_mode=_NONE,
+        response_body_mode=_NONE,
+        request_trailer_mode=_SKIP,
+        response_trailer_mode=_SKIP,
+    ),
+)
+# The response's content type is not observed: its body is not sent to us.
+_STOP_AFTER_RESPONSE_HEADERS = pb.ProcessingResponse(
+    response_headers=pb.HeadersResponse(),
+    mode_override=pm.ProcessingMode(
+        request_header_mode=_SKIP,
+        response_header_mode=_SKIP,
+        request_body_mode=_NONE,
+        response_body_mode=_NONE,
+        request_trailer_mode=_SKIP,
+        response_trailer_mode=_SKIP,
+    ),
+)
 
 
 def headers_dict(hm: Any) -> dict[str, str]:
@@ -91,12 +120,11 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
         else:
             log.debug("error while handling %s", phase, exc_info=True)
 
-    def _metadata_answer(self, phase: str, obs: CallObserver) -> pb.ProcessingResponse:
+    def _metadata_answer(self, phase: str, obs: CallObserver, doc: dict[str, Any]) -> pb.ProcessingResponse:
         resp = pb.ProcessingResponse()
         getattr(resp, phase).SetInParent()
         ns = self.rt.config.extensions.metadata_namespace
         fields = resp.dynamic_metadata.fields[ns].struct_value.fields
-        doc = obs.ai_log()
         fields["ai_log"].string_value = ailog.escaped(doc)
         rec = obs.record
         for key, tag in span_tags.tag_values(rec).items():
@@ -124,6 +152,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
         observability = False
         finished = False
         emit_pending = False
+        final_doc: dict[str, Any] | None = None  # the ai_log of the final answer, reused by the sinks
         try:
             async for req in request_iterator:
                 phase = req.WhichOneof("request")
@@ -166,10 +195,17 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
                 if not observability:
                     if changed and obs.observed:
                         try:
-                            answer = self._metadata_answer(phase, obs)
+                            doc = obs.ai_log()
+                            answer = self._metadata_answer(phase, obs, doc)
+                            if done:
+                                final_doc = doc
                         except Exception:
                             self._error(phase)
                             answer = _CONTINUE[phase]
+                    elif not obs.observed and phase == "request_headers":
+                        answer = _STOP_AFTER_REQUEST_HEADERS
+                    elif not obs.observed and phase == "response_headers" and not done:
+                        answer = _STOP_AFTER_RESPONSE_HEADERS
                     else:
                         answer = _CONTINUE[phase]
                     sm.message_done(phase, time.perf_counter() - t0)
@@ -178,7 +214,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
                     sm.message_done(phase, time.perf_counter() - t0)
                 if emit_pending:
                     emit_pending = False
-                    self._emit(obs)
+                    self._emit(obs, final_doc)
                 if done and observability:
                     # Envoy keeps an observability stream open for deferred_close_timeout unless we end it.
                     break
@@ -186,10 +222,12 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
                 end = "client_closed" if not finished else "complete"
         finally:
             if not finished:
-                self._close_record(obs, time.monotonic_ns(), "aborted")
+                # A call we do not observe ends early on purpose (its phases were turned off).
+                reason = "aborted" if obs.observed else "unobserved"
+                self._close_record(obs, time.monotonic_ns(), reason)
                 emit_pending = True
             if emit_pending:
-                self._emit(obs)
+                self._emit(obs, final_doc)
             sm.streams.labels(end).inc()
             sm.active_streams.dec()
 
@@ -200,10 +238,9 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
         except Exception:
             self._error("finish")
 
-    def _emit(self, obs: CallObserver) -> None:
+    def _emit(self, obs: CallObserver, doc: dict[str, Any] | None = None) -> None:
         try:
             if obs.observed:
-                self.rt.emit(obs.record, obs.ai_log())
+                self.rt.emit(obs.record, doc if doc is not None else obs.ai_log())
         except Exception:
             self._error("finish")
-
