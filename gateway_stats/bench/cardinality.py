@@ -1,6 +1,6 @@
 """RSS of the metrics sink fed 100,000 distinct model names (twice): stays flat once the cap is reached.
 
-    .venv/bin/python bench/metrics_cardinality.py [--cap 2000] [--n 100000]
+    .venv/bin/python -m gateway_stats.bench.cardinality [--cap 2000] [--n 100000]
 
 Records are fed straight to the sink (no Envoy, no gRPC): this measures what the metrics keep, not the
 traffic path. RSS is read from /proc/self/status (Linux).
