@@ -137,7 +137,10 @@ def ext_proc_filter(o: EnvoyOptions) -> dict[str, Any]:
         # Envoy sends and never waits; every answer (and so our metadata) is ignored: gateway-stats
         # writes the ai_log line itself (serve --ai-log-file).
         cfg["observability_mode"] = True
-        cfg["deferred_close_timeout"] = "1s"
+        # How long Envoy keeps a side stream open after the response ended: gateway-stats ends it itself
+        # once it has read the end of stream, so this only matters when it lags behind; then a short
+        # value cancels streams whose last messages are still queued for us (their usage is lost).
+        cfg["deferred_close_timeout"] = "5s"
     else:
         cfg["allow_mode_override"] = True
         cfg["allow_content_length_header"] = True
