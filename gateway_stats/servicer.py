@@ -42,30 +42,21 @@ _CONTINUE = {
 
 
 _SKIP, _NONE = pm.ProcessingMode.SKIP, pm.ProcessingMode.NONE
-# Nothing more to watch (path not observed by the config): Envoy stops sending this request's phases.
+# Nothing more to watch (path or content type not observed): Envoy stops sending this call's phases.
 # A mode override replaces the whole mode, so every field is set.
-_STOP_AFTER_REQUEST_HEADERS = pb.ProcessingResponse(
-    request_headers=pb.HeadersResponse(),
-    mode_override=pm.ProcessingMode(
-        request_header_mode=_SKIP,
-        response_header_mode=_SKIP,
-        request_body_mode=_NONE,
-        response_body_mode=_NONE,
-        request_trailer_mode=_SKIP,
-        response_trailer_mode=_SKIP,
-    ),
+_ALL_OFF = pm.ProcessingMode(
+    request_header_mode=_SKIP,
+    response_header_mode=_SKIP,
+    request_body_mode=_NONE,
+    response_body_mode=_NONE,
+    request_trailer_mode=_SKIP,
+    response_trailer_mode=_SKIP,
 )
-# The response's content type is not observed: its body is not sent to us.
+_STOP_AFTER_REQUEST_HEADERS = pb.ProcessingResponse(
+    request_headers=pb.HeadersResponse(), mode_override=_ALL_OFF
+)
 _STOP_AFTER_RESPONSE_HEADERS = pb.ProcessingResponse(
-    response_headers=pb.HeadersResponse(),
-    mode_override=pm.ProcessingMode(
-        request_header_mode=_SKIP,
-        response_header_mode=_SKIP,
-        request_body_mode=_NONE,
-        response_body_mode=_NONE,
-        request_trailer_mode=_SKIP,
-        response_trailer_mode=_SKIP,
-    ),
+    response_headers=pb.HeadersResponse(), mode_override=_ALL_OFF
 )
 
 
