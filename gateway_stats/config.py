@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from gateway_stats.gjson import PathError, compile_path
+
 __all__ = [
     "BUILTIN_KEYS",
     "BUILTIN_METRIC_LABELS",
@@ -671,25 +673,11 @@ def _json_problem(value: object, depth: int = 0) -> str | None:
 
 
 @cache
-def _gjson() -> tuple[Callable[[str], object], type[Exception]] | None:
-    """gateway_stats.gjson's (compile_path, PathError) when that module is importable, else None."""
-    try:
-        from gateway_stats.gjson import PathError, compile_path
-    except ImportError:
-        log.debug("gateway_stats.gjson not importable: attribute paths are not validated")
-        return None
-    return compile_path, PathError
-
-
 def _path_problem(path: str) -> str | None:
-    """Why `path` cannot be compiled, or None (also None when no path compiler is available)."""
-    found = _gjson()
-    if found is None:
-        return None
-    compiler, path_error = found
+    """Why `path` cannot be compiled, or None."""
     try:
-        compiler(path)
-    except path_error as exc:
+        compile_path(path)
+    except PathError as exc:
         return str(exc) or type(exc).__name__
     except Exception as exc:  # a compiler bug must not take config loading down with it
         log.exception("compiling path %r failed unexpectedly", path)
