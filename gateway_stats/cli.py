@@ -149,7 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--upstream-tls", action="store_true", help="TLS to the upstream (SNI and Host = its name)"
     )
     e.add_argument(
-        "--processor", default="127.0.0.1:18080", help="gateway-stats gRPC HOST:PORT or unix:/path"
+        "--processor",
+        default="127.0.0.1:18080",
+        help="gateway-stats gRPC HOST:PORT or unix:/path; several, comma-separated, to spread the streams "
+        "over several gateway-stats processes (Envoy balances the gRPC streams across them)",
     )
     e.add_argument("--admin", default="127.0.0.1:9901", help="Envoy admin HOST:PORT")
     e.add_argument("--access-log", default="/dev/stdout", help="access log path")

@@ -85,14 +85,16 @@ def _endpoint(addr: str) -> dict[str, Any]:
 
 
 def _cluster(name: str, addr: str, *, http2: bool = False, tls_sni: str | None = None) -> dict[str, Any]:
-    is_ip = addr.startswith("unix:") or split_host_port(addr)[0].replace(".", "").isdigit()
+    """`addr` may list several endpoints, comma-separated (one per gateway-stats process)."""
+    addrs = [a.strip() for a in addr.split(",") if a.strip()]
+    is_ip = all(a.startswith("unix:") or split_host_port(a)[0].replace(".", "").isdigit() for a in addrs)
     c: dict[str, Any] = {
         "name": name,
         "type": "STATIC" if is_ip else "STRICT_DNS",
         "connect_timeout": "2s",
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _endpoint(addr)}}]}],
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _endpoint(a)}} for a in addrs]}],
         },
     }
     if http2:
