@@ -37,6 +37,7 @@ class Runtime:
         self.tracing: TracingSink | None = None  # created only once tracing is enabled
         self.reconfigure(store.current)
         self.ready = False
+        self._noted: set[str] = set()
 
     def reconfigure(self, cfg: Config) -> None:
         """Apply settings that live outside the per-request path: the span sink.
@@ -68,14 +69,34 @@ class Runtime:
         sm = self.self_metrics
         for cap in rec.caps_hit:
             sm.caps_hit.labels(cap).inc()
+            self._note(f"cap {cap}", rec, f"buffer {cap!r} reached its cap; part of the call not analysed")
         for key in ("bad_json_request", "bad_json_response"):
             if rec.extra.get(key):
                 sm.bad_json.labels(key[9:]).inc()
+                self._note(key, rec, f"the {key[9:]} body was not valid JSON")
         if rec.extra.get("bad_json_events"):
             sm.bad_json.labels("event").inc(rec.extra["bad_json_events"])
+            self._note("bad_json_events", rec, "SSE events that were not valid JSON")
         if rec.extra.get("sse_resyncs"):
             sm.sse_resyncs.inc(rec.extra["sse_resyncs"])
+            self._note("sse_resync", rec, "an oversized SSE event was skipped (framer resynchronised)")
+        if rec.provider == "unknown" and rec.operation == "unknown" and rec.status_code is not None:
+            sm.unrecognised.inc()
+            self._note("unrecognised", rec, "no known LLM API shape in path or body")
         self.sinks.emit(rec, ai_log)
+
+    def _note(self, kind: str, rec: CallRecord, what: str) -> None:
+        """One warning per kind of trouble (then debug lines), so bad input cannot flood the log."""
+        if kind in self._noted:
+            log.debug("%s (request %s, path %s)", what, rec.request_id, rec.path)
+            return
+        self._noted.add(kind)
+        log.warning(
+            "%s (request %s, path %s); counted in /metrics, further ones logged at debug level",
+            what,
+            rec.request_id,
+            rec.path,
+        )
 
     def close(self) -> None:
         self.sinks.close()

@@ -66,6 +66,11 @@ class SelfMetrics:
             "SSE framer resynchronisations after an oversized event",
             registry=registry,
         )
+        self.unrecognised = Counter(
+            "gateway_stats_unrecognised_calls",
+            "observed calls with no known LLM API shape (provider unknown): model and usage not extracted",
+            registry=registry,
+        )
         self.bad_json = Counter(
             "gateway_stats_bad_json",
             "bodies or events that were not valid JSON",
