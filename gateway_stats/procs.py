@@ -222,12 +222,31 @@ class Stack:
         self.procs["envoy"] = p
         wait_http(f"http://127.0.0.1:{self.admin_port}/ready", timeout=30, proc=p.popen)
 
-    def start(self) -> Stack:
+    def start(self, attempts: int = 3) -> Stack:
+        """Start mock, sidecar and Envoy. Ports come from `free_port()`, which can lose a race with an
+        outgoing connection taking the same ephemeral port before our process binds it; so a failed
+        start is logged, torn down and retried on fresh ports (ports the caller chose are kept)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.start_mock()
-        if self.with_sidecar:
-            self.start_sidecar()
-        self.start_envoy()
+        chosen = {
+            k: getattr(self, k)
+            for k in ("mock_port", "envoy_port", "admin_port", "grpc_port", "metrics_port")
+        }
+        for attempt in range(1, attempts + 1):
+            try:
+                self.start_mock()
+                if self.with_sidecar:
+                    self.start_sidecar()
+                self.start_envoy()
+                return self
+            except Exception as exc:
+                logs = "".join(f"--- {p.name} ---\n{p.log_text()[-2000:]}\n" for p in self.procs.values())
+                self.stop()
+                self.procs.clear()
+                if attempt == attempts:
+                    raise
+                print(f"stack start failed (attempt {attempt}: {exc}); retrying on fresh ports\n{logs}")
+                for k, v in chosen.items():
+                    setattr(self, k, v)
         return self
 
     def stop(self) -> None:

@@ -297,3 +297,31 @@ def test_check_config_names_the_field(tmp_path: Path) -> None:
         [sys.executable, "-m", "gateway_stats", "check-config", str(good)], capture_output=True, text=True
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_stack_start_retries_when_a_chosen_port_is_taken(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """free_port() can lose a race with another socket; the rig then retries on fresh ports."""
+    from gateway_stats import procs
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    real = procs.free_port
+    handed: list[int] = []
+
+    def flaky_free_port() -> int:
+        port = taken if not handed else real()
+        handed.append(port)
+        return port
+
+    monkeypatch.setattr(procs, "free_port", flaky_free_port)
+    st = Stack(tmp_path / "s")
+    try:
+        st.start()
+        assert handed[0] == taken and st.mock_port != taken  # the first mock port was taken; retried
+        status, _, _ = post(st.envoy_port, "/v1/chat/completions", CHAT)
+        assert status == 200
+    finally:
+        st.stop()
+        squatter.close()
