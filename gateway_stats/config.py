@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -871,21 +871,27 @@ def _parse_selectors(
     return out if ok else None
 
 
+def _rule_items(r: _Reader, value: object, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The (field path, mapping) of each item of a rules list; what is not a list or a mapping is
+    reported and skipped."""
+    if value is None:
+        return
+    if not isinstance(value, list):
+        r.error(path, f"expected a list of match rules, got {_describe(value)}")
+        return
+    for i, item in enumerate(value):
+        p = _at(path, i)
+        m = r.mapping(item, p)
+        if m is not None:
+            yield p, m
+
+
 def _parse_match_rules(
     r: _Reader, value: object, path: str, default_raw: Mapping[str, Any]
 ) -> tuple[MatchRule, ...]:
     """WasmPlugin-style `matchRules`: selectors plus `config` / `configDisable` per item."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        r.error(path, f"expected a list of match rules, got {_describe(value)}")
-        return ()
     rules: list[MatchRule] = []
-    for i, item in enumerate(value):
-        p = _at(path, i)
-        m = r.mapping(item, p)
-        if m is None:
-            continue
+    for p, m in _rule_items(r, value, path):
         r.fields(m, p, _RULE_FIELDS)
         selectors = _parse_selectors(r, m, p, allow_crd=True)
         disabled = r.boolean(m, "configDisable", p) or False
@@ -901,17 +907,8 @@ def _parse_inline_rules(
     r: _Reader, value: object, path: str, default_raw: Mapping[str, Any]
 ) -> tuple[MatchRule, ...]:
     """Higress' own plugin-config `_rules_`: selectors and plugin fields side by side in each item."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        r.error(path, f"expected a list of match rules, got {_describe(value)}")
-        return ()
     rules: list[MatchRule] = []
-    for i, item in enumerate(value):
-        p = _at(path, i)
-        m = r.mapping(item, p)
-        if m is None:
-            continue
+    for p, m in _rule_items(r, value, path):
         r.fields(m, p, (*_INLINE_RULE_SELECTORS, *PLUGIN_FIELDS), hints=_PLACEMENT_HINTS)
         selectors = _parse_selectors(r, m, p, allow_crd=False)
         rule_raw = _parse_plugin_fields(r, m, p)

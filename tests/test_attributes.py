@@ -5,35 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from test_config import README_A  # the Higress README's first example config
+
 from gateway_stats.attributes import truncate_for_log
 from gateway_stats.config import parse_config
 from gateway_stats.observer import CallObserver
 
 MS = 1_000_000
-
-README_A = {
-    "attributes": [
-        {
-            "key": "question",
-            "value_source": "request_body",
-            "value": "messages.@reverse.0.content",
-            "apply_to_log": True,
-        },
-        {
-            "key": "answer",
-            "value_source": "response_streaming_body",
-            "value": "choices.0.delta.content",
-            "rule": "append",
-            "apply_to_log": True,
-        },
-        {
-            "key": "answer",
-            "value_source": "response_body",
-            "value": "choices.0.message.content",
-            "apply_to_log": True,
-        },
-    ]
-}
 
 REQ = {
     "model": "gpt-4o",
