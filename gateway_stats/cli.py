@@ -11,8 +11,8 @@ from gateway_stats import __version__
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway_stats.config import ConfigError, load_config
-    from gateway_stats.server import ServeOptions, serve
+    from gateway_stats.config.reader import ConfigError, load_config
+    from gateway_stats.envoy.server import ServeOptions, serve
 
     if args.config:
         try:
@@ -24,7 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"gateway-stats: cannot read config: {e}", file=sys.stderr)
             return 1
         if cfg.extensions.tracing.enabled:
-            from gateway_stats.tracing import exporter_kinds
+            from gateway_stats.sinks.tracing import exporter_kinds
 
             try:
                 exporter_kinds()
@@ -48,7 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from gateway_stats.config import ConfigError, load_config
+    from gateway_stats.config.reader import ConfigError, load_config
 
     rc = 0
     for path in args.files:
@@ -67,7 +67,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _envoy_config(args: argparse.Namespace) -> int:
-    from gateway_stats.envoy_bootstrap import EnvoyOptions, render
+    from gateway_stats.envoy.bootstrap import EnvoyOptions, render
 
     opts = EnvoyOptions(
         listen=args.listen,
@@ -86,7 +86,7 @@ def _envoy_config(args: argparse.Namespace) -> int:
     )
     try:
         if args.config:
-            from gateway_stats.config import ConfigError, load_config
+            from gateway_stats.config.reader import ConfigError, load_config
 
             try:
                 cfg = load_config(args.config)
@@ -110,7 +110,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _mock(args: argparse.Namespace) -> int:
-    from gateway_stats.mockllm import main as mock_main
+    from gateway_stats.testing.mockllm import main as mock_main
 
     return int(mock_main(["--listen", args.listen]))
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway_stats.procs import Stack
+from gateway_stats.testing.procs import Stack
 
 TRAFFIC: list[tuple[str, str, dict[str, Any], dict[str, str]]] = [
     (

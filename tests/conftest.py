@@ -1,6 +1,6 @@
 """End-to-end rig: real Envoy 1.40 + gateway-stats + the mock LLM on free loopback ports.
 
-Every process is started by `gateway_stats.procs.Stack` (the same code the demo uses) and stopped
+Every process is started by `gateway_stats.testing.procs.Stack` (the same code the demo uses) and stopped
 by PID when the test or module ends.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway_stats.procs import Stack
+from gateway_stats.testing.procs import Stack
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway_stats.config import Config, default_config, parse_config
-from gateway_stats.observer import CallObserver
-from gateway_stats.record import CallRecord
+from gateway_stats.config.reader import Config, default_config, parse_config
+from gateway_stats.core.observer import CallObserver
+from gateway_stats.core.record import CallRecord
 
 MS = 1_000_000
 T_RESPONSE_HEADERS_MS = 10

@@ -7,9 +7,9 @@ from typing import Any
 
 from test_config import README_A  # the Higress README's first example config
 
-from gateway_stats.attributes import truncate_for_log
-from gateway_stats.config import parse_config
-from gateway_stats.observer import CallObserver
+from gateway_stats.config.reader import parse_config
+from gateway_stats.core.attributes import truncate_for_log
+from gateway_stats.core.observer import CallObserver
 
 MS = 1_000_000
 
@@ -232,7 +232,7 @@ def test_value_length_limit_is_utf8_safe_and_json_stays_valid() -> None:
         cfg, {"messages": [{"role": "user", "content": "日本語のテキストです"}]}, b"{}", stream=False
     )
     assert " [truncated] " in log["question"]
-    from gateway_stats import ailog
+    from gateway_stats.core import ai_log as ailog
 
     json.loads(json.loads('"' + ailog.escaped(log) + '"'))  # the escaped form is valid JSON-in-JSON
 

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from gateway_stats.config import ConfigStore
-from gateway_stats.observer import CallObserver
-from gateway_stats.runtime import Runtime
+from gateway_stats.config.reader import ConfigStore
+from gateway_stats.core.observer import CallObserver
+from gateway_stats.envoy.runtime import Runtime
 
 MS = 1_000_000
 
@@ -34,7 +34,7 @@ def test_malformed_bodies_and_unknown_api_are_counted_and_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     rt = Runtime(ConfigStore(None))
-    caplog.set_level(logging.DEBUG, logger="gateway_stats.runtime")
+    caplog.set_level(logging.DEBUG, logger="gateway_stats.envoy.runtime")
     for _ in range(3):
         _call(rt, "/v1/chat/completions", b'{"model": "m", "messages": [', b"{not json")
     assert _count(rt, "gateway_stats_bad_json_total", where="request") == 3
@@ -57,7 +57,7 @@ def test_broken_sse_stream_is_counted(caplog: pytest.LogCaptureFixture) -> None:
     stream = (
         b'data: {"id":"c","model":"m","choices":[{"delta":{"content":"a"}}]}\n\n' + big + b"data: {oops\n\n"
     )
-    with caplog.at_level(logging.WARNING, logger="gateway_stats.runtime"):
+    with caplog.at_level(logging.WARNING, logger="gateway_stats.envoy.runtime"):
         _call(rt, "/v1/chat/completions", b'{"model":"m","stream":true}', stream, "text/event-stream")
     assert _count(rt, "gateway_stats_caps_hit_total", cap="sse_event") == 1
     assert _count(rt, "gateway_stats_bad_json_total", where="event") >= 1

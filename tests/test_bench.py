@@ -20,7 +20,7 @@ from gateway_stats.bench.driver import write_between
 from gateway_stats.bench.httpwire import LAST_CHUNK, ChunkedDecoder, chunk
 from gateway_stats.bench.profile import summarise
 from gateway_stats.bench.stacks import envoy_config
-from gateway_stats.envoy_bootstrap import EnvoyOptions, bootstrap
+from gateway_stats.envoy.bootstrap import EnvoyOptions, bootstrap
 
 
 def _filters(cfg: dict) -> list[dict]:  # type: ignore[type-arg]

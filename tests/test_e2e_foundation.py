@@ -15,7 +15,7 @@ from pathlib import Path
 
 from conftest import ai_log_for, ai_logs, metric_value, metrics_text, post, wait_for
 
-from gateway_stats.procs import Stack, envoy_binary
+from gateway_stats.testing.procs import Stack, envoy_binary
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What does Envoy do?"}]}
 
@@ -178,7 +178,7 @@ def test_unix_socket_processor(stack_factory, tmp_path: Path) -> None:  # type: 
     st.workdir.mkdir(parents=True)
     st.start_mock()
     # serve on a unix socket and point Envoy's side cluster at it
-    import gateway_stats.procs as procs
+    import gateway_stats.testing.procs as procs
 
     st.metrics_port = procs.free_port()
     argv = [
@@ -195,7 +195,7 @@ def test_unix_socket_processor(stack_factory, tmp_path: Path) -> None:  # type: 
     st.procs["gateway-stats"] = p
     try:
         procs.wait_http(f"http://127.0.0.1:{st.metrics_port}/readyz", proc=p.popen)
-        from gateway_stats.envoy_bootstrap import EnvoyOptions, render
+        from gateway_stats.envoy.bootstrap import EnvoyOptions, render
 
         st.envoy_port, st.admin_port = procs.free_port(), procs.free_port()
         cfg = st.workdir / "envoy.yaml"
@@ -301,7 +301,7 @@ def test_check_config_names_the_field(tmp_path: Path) -> None:
 
 def test_stack_start_retries_when_a_chosen_port_is_taken(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """free_port() can lose a race with another socket; the rig then retries on fresh ports."""
-    from gateway_stats import procs
+    from gateway_stats.testing import procs
 
     squatter = socket.socket()
     squatter.bind(("127.0.0.1", 0))

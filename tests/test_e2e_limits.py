@@ -9,8 +9,8 @@ from pathlib import Path
 
 from conftest import ai_log_for, post
 
-from gateway_stats.mockllm import expected
-from gateway_stats.procs import Stack
+from gateway_stats.testing.mockllm import expected
+from gateway_stats.testing.procs import Stack
 
 MB = 1 << 20
 

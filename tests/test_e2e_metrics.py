@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from conftest import ai_logs, metric_value, metrics_text, post, wait_for
 
-from gateway_stats import procs
-from gateway_stats.buckets import DURATION_BUCKETS
-from gateway_stats.config import HIGRESS_METRIC_PREFIX, HIGRESS_METRICS
-from gateway_stats.mockllm import expected
-from gateway_stats.procs import Stack
+from gateway_stats.config.reader import HIGRESS_METRIC_PREFIX, HIGRESS_METRICS
+from gateway_stats.core.buckets import DURATION_BUCKETS
+from gateway_stats.testing import procs
+from gateway_stats.testing.mockllm import expected
+from gateway_stats.testing.procs import Stack
 
 H = HIGRESS_METRIC_PREFIX
 ROUTE, CLUSTER = "llm", "llm_upstream"  # the route and cluster names of the generated Envoy bootstrap

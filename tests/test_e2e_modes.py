@@ -50,7 +50,7 @@ def test_streams_spread_over_several_processes(stack_factory, tmp_path: Path) ->
     import sys
     import urllib.request
 
-    from gateway_stats import procs
+    from gateway_stats.testing import procs
 
     grpc2, metrics2 = procs.free_port(), procs.free_port()
     argv = [sys.executable, "-m", "gateway_stats", "serve", "--grpc-address", f"127.0.0.1:{grpc2}"]

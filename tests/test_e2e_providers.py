@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from conftest import ai_log_for, post
 
-from gateway_stats.mockllm import Truth, expected
-from gateway_stats.procs import Stack
+from gateway_stats.testing.mockllm import Truth, expected
+from gateway_stats.testing.procs import Stack
 
 CONFIG = """
 use_default_attributes: true

@@ -19,8 +19,8 @@ import pytest
 from conftest import ai_log_for, post, wait_for
 from otlp_receiver import OtlpReceiver, Span
 
-from gateway_stats.mockllm import error_body, expected
-from gateway_stats.procs import Stack
+from gateway_stats.testing.mockllm import error_body, expected
+from gateway_stats.testing.procs import Stack
 
 PATH = "/v1/chat/completions"
 

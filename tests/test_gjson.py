@@ -1,4 +1,4 @@
-"""gateway_stats.gjson: gjson path syntax on parsed JSON, with Higress (tidwall/gjson) parity.
+"""gateway_stats.core.gjson: gjson path syntax on parsed JSON, with Higress (tidwall/gjson) parity.
 
 Expected values come from the gjson SYNTAX.md examples and from gjson's documented semantics.
 Timing is not asserted here; run this file directly for the hand-run benchmark:
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from gateway_stats.gjson import MISSING, CompiledPath, PathError, compile_path, get
+from gateway_stats.core.gjson import MISSING, CompiledPath, PathError, compile_path, get
 
 # The example document of gjson's README / SYNTAX.md.
 README: dict[str, Any] = {

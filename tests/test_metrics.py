@@ -10,8 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_observer import MS, chat_chunk, start
 
-from gateway_stats.buckets import DURATION_BUCKETS, TOKEN_BUCKETS, BucketCounts
-from gateway_stats.config import (
+from gateway_stats.config.reader import (
     BUILTIN_METRIC_LABELS,
     HIGRESS_METRIC_PREFIX,
     METRIC_FAMILIES,
@@ -20,10 +19,11 @@ from gateway_stats.config import (
     default_config,
     parse_config,
 )
-from gateway_stats.metrics import OVERFLOW, SPEC_BY_NAME, MetricsSink, status_class
-from gateway_stats.observer import CallObserver
-from gateway_stats.record import CallRecord, Usage
-from gateway_stats.runtime import Runtime
+from gateway_stats.core.buckets import DURATION_BUCKETS, TOKEN_BUCKETS, BucketCounts
+from gateway_stats.core.observer import CallObserver
+from gateway_stats.core.record import CallRecord, Usage
+from gateway_stats.envoy.runtime import Runtime
+from gateway_stats.sinks.metrics import OVERFLOW, SPEC_BY_NAME, MetricsSink, status_class
 
 H = HIGRESS_METRIC_PREFIX
 

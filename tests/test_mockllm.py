@@ -1,4 +1,4 @@
-"""Tests for the mock LLM upstream (gateway_stats.mockllm), driven in-process with a raw asyncio client."""
+"""Tests for the mock LLM upstream (gateway_stats.testing.mockllm), driven in-process by an asyncio client."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import brotli
 import orjson
 import pytest
 
-from gateway_stats.mockllm import MockLLM, RequestRecord, expected
+from gateway_stats.testing.mockllm import MockLLM, RequestRecord, expected
 
 CHAT = "/v1/chat/completions"
 MS = 1_000_000  # ns
@@ -894,7 +894,7 @@ def test_stop_with_open_stream() -> None:
 
 def test_cli_main_serves_until_sigterm() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway_stats.mockllm", "--listen", "127.0.0.1:0"],
+        [sys.executable, "-m", "gateway_stats.testing.mockllm", "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE,
         text=True,
     )

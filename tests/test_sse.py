@@ -1,4 +1,4 @@
-"""Tests for gateway_stats.sse: any chunking gives the same events; line endings, limits and stream end."""
+"""Tests for gateway_stats.core.sse: any chunking gives the same events; line endings, limits, stream end."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import orjson
 import pytest
 
-from gateway_stats.sse import SSEEvent, SSEFramer, SSEStats
+from gateway_stats.core.sse import SSEEvent, SSEFramer, SSEStats
 
 BOM = b"\xef\xbb\xbf"
 

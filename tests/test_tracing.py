@@ -21,17 +21,17 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from gateway_stats import span_content, tracing
-from gateway_stats.config import ConfigStore, TracingConfig, parse_text
-from gateway_stats.envoy_bootstrap import EnvoyOptions, bootstrap
-from gateway_stats.mockllm import build_events, build_json, error_body, expected
-from gateway_stats.observer import CallObserver
-from gateway_stats.procs import envoy_binary
-from gateway_stats.record import CallRecord
-from gateway_stats.runtime import Runtime
-from gateway_stats.servicer import take_trace_context
-from gateway_stats.span_tags import TAG_NAMES, tag_values
-from gateway_stats.tracing import TracingSink, exporters_from_env, parent_context, resource_for
+from gateway_stats.config.reader import ConfigStore, TracingConfig, parse_text
+from gateway_stats.core.observer import CallObserver
+from gateway_stats.core.record import CallRecord
+from gateway_stats.envoy.bootstrap import EnvoyOptions, bootstrap
+from gateway_stats.envoy.runtime import Runtime
+from gateway_stats.envoy.servicer import take_trace_context
+from gateway_stats.sinks import span_content, tracing
+from gateway_stats.sinks.span_tags import TAG_NAMES, tag_values
+from gateway_stats.sinks.tracing import TracingSink, exporters_from_env, parent_context, resource_for
+from gateway_stats.testing.mockllm import build_events, build_json, error_body, expected
+from gateway_stats.testing.procs import envoy_binary
 
 MS = 1_000_000
 T0 = 5_000 * MS  # monotonic start of every call below
@@ -457,9 +457,9 @@ def _probe(tmp_path: Path, enabled: bool) -> dict[str, Any]:
     code = textwrap.dedent(
         f"""
         import json, sys, threading
-        from gateway_stats.config import ConfigStore
-        from gateway_stats.runtime import Runtime
-        from gateway_stats.observer import CallObserver
+        from gateway_stats.config.reader import ConfigStore
+        from gateway_stats.envoy.runtime import Runtime
+        from gateway_stats.core.observer import CallObserver
         rt = Runtime(ConfigStore({str(cfg)!r}))
         if rt.tracing is not None:
             from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -477,7 +477,7 @@ def _probe(tmp_path: Path, enabled: bool) -> dict[str, Any]:
         out = {{
             "threads": [t.name for t in threading.enumerate()],
             "sdk_trace_loaded": "opentelemetry.sdk.trace" in sys.modules,
-            "tracing_module_loaded": "gateway_stats.tracing" in sys.modules,
+            "tracing_module_loaded": "gateway_stats.sinks.tracing" in sys.modules,
             "spans": len(mem.get_finished_spans()) if rt.tracing is not None else 0,
             "sinks": [type(s).__name__ for s in rt.sinks.sinks],
         }}

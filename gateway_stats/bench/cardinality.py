@@ -12,9 +12,9 @@ import argparse
 import gc
 import time
 
-from gateway_stats.config import ConfigStore, parse_config
-from gateway_stats.metrics import MetricsSink
-from gateway_stats.record import CallRecord, Usage
+from gateway_stats.config.reader import ConfigStore, parse_config
+from gateway_stats.core.record import CallRecord, Usage
+from gateway_stats.sinks.metrics import MetricsSink
 
 MS = 1_000_000
 

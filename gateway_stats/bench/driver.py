@@ -32,7 +32,7 @@ from gateway_stats.bench.stacks import (
     spawn,
 )
 from gateway_stats.bench.workloads import Workload, run, start_load, workloads
-from gateway_stats.procs import Proc, envoy_binary, free_port, wait_http
+from gateway_stats.testing.procs import Proc, envoy_binary, free_port, wait_http
 
 BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
 PBEGIN, PEND = "<!-- bench-profile:begin -->", "<!-- bench-profile:end -->"

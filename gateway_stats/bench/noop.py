@@ -21,7 +21,7 @@ import grpc
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
-# Built here, not imported from gateway_stats.servicer: the floor loads nothing of gateway-stats.
+# Built here, not imported from gateway_stats.envoy.servicer: the floor loads nothing of gateway-stats.
 _CONTINUE = {
     "request_headers": pb.ProcessingResponse(request_headers=pb.HeadersResponse()),
     "response_headers": pb.ProcessingResponse(response_headers=pb.HeadersResponse()),

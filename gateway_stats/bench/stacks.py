@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
-from gateway_stats.envoy_bootstrap import HIGRESS_LOG_FORMAT, EnvoyOptions, bootstrap
-from gateway_stats.procs import Proc, envoy_binary, free_port, wait_http, wait_port
+from gateway_stats.envoy.bootstrap import HIGRESS_LOG_FORMAT, EnvoyOptions, bootstrap
+from gateway_stats.testing.procs import Proc, envoy_binary, free_port, wait_http, wait_port
 
 CONFIGS = ("plain", "noop", "inline", "observe", "inline-nolua", "noop-observe")
 DEFAULT_CONFIGS = ("plain", "noop", "inline", "observe")

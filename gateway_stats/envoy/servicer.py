@@ -18,13 +18,14 @@ from typing import Any
 
 import grpc
 
-from gateway_stats import ailog, span_tags
 from gateway_stats._proto.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
-from gateway_stats.observer import CallObserver
-from gateway_stats.record import CallRecord
-from gateway_stats.runtime import Runtime
+from gateway_stats.core import ai_log as ailog
+from gateway_stats.core.observer import CallObserver
+from gateway_stats.core.record import CallRecord
+from gateway_stats.envoy.runtime import Runtime
+from gateway_stats.sinks import span_tags
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway_stats.record import CallRecord
+from gateway_stats.core.record import CallRecord
 
 
 def _dig(doc: dict[str, Any], *keys: str) -> Any:

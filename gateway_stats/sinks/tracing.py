@@ -29,10 +29,11 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from gateway_stats import __version__, span_content
-from gateway_stats.config import TracingConfig
-from gateway_stats.record import CallRecord
-from gateway_stats.span_tags import semconv_input_tokens
+from gateway_stats import __version__
+from gateway_stats.config.reader import TracingConfig
+from gateway_stats.core.record import CallRecord
+from gateway_stats.sinks import span_content
+from gateway_stats.sinks.span_tags import semconv_input_tokens
 
 log = logging.getLogger(__name__)
 

@@ -24,14 +24,7 @@ from typing import Any
 
 import orjson
 
-from gateway_stats.buckets import (
-    DURATION_BUCKETS,
-    SERVER_TPOT_BUCKETS,
-    SERVER_TTFT_BUCKETS,
-    TOKEN_BUCKETS,
-    BucketCounts,
-)
-from gateway_stats.config import (
+from gateway_stats.config.reader import (
     HIGRESS_METRIC_PREFIX,
     HIGRESS_METRICS,
     METRIC_FAMILIES,
@@ -39,7 +32,14 @@ from gateway_stats.config import (
     ExtraLabel,
     MetricsConfig,
 )
-from gateway_stats.record import CallRecord
+from gateway_stats.core.buckets import (
+    DURATION_BUCKETS,
+    SERVER_TPOT_BUCKETS,
+    SERVER_TTFT_BUCKETS,
+    TOKEN_BUCKETS,
+    BucketCounts,
+)
+from gateway_stats.core.record import CallRecord
 
 OVERFLOW = "__overflow__"
 

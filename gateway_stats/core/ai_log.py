@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from gateway_stats.attributes import truncate_for_log
-from gateway_stats.record import CallRecord
+from gateway_stats.core.attributes import truncate_for_log
+from gateway_stats.core.record import CallRecord
 
 # Keys gateway-stats adds beyond Higress (documented in docs/ai_log.md).
 EXTRA_KEYS = ("llm_first_content_duration", "gateway_stats_caps_hit")

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 
-from gateway_stats.config import Config, ConfigStore
-from gateway_stats.metrics import MetricsSink
-from gateway_stats.record import CallRecord
-from gateway_stats.selfmetrics import ReloadCollector, SelfMetrics
-from gateway_stats.sinks import AiLogLineSink, Sink, SinkSet
+from gateway_stats.config.reader import Config, ConfigStore
+from gateway_stats.core.record import CallRecord
+from gateway_stats.envoy.selfmetrics import ReloadCollector, SelfMetrics
+from gateway_stats.sinks.base import AiLogLineSink, Sink, SinkSet
+from gateway_stats.sinks.metrics import MetricsSink
 
 if TYPE_CHECKING:
-    from gateway_stats.tracing import TracingSink
+    from gateway_stats.sinks.tracing import TracingSink
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Runtime:
         if self.tracing is not None:
             self.tracing.config = tr
         elif tr.enabled:
-            from gateway_stats.tracing import TracingSink
+            from gateway_stats.sinks.tracing import TracingSink
 
             self.tracing = TracingSink(tr)
             self.add_sink(self.tracing)

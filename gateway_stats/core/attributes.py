@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 
-from gateway_stats.accumulate import CappedText
-from gateway_stats.config import Attribute, PluginConfig
-from gateway_stats.gjson import MISSING, CompiledPath, compile_path
-from gateway_stats.record import CallRecord
+from gateway_stats.config.reader import Attribute, PluginConfig
+from gateway_stats.core.accumulate import CappedText
+from gateway_stats.core.gjson import MISSING, CompiledPath, compile_path
+from gateway_stats.core.record import CallRecord
 
 _USAGE_BUILTINS = frozenset(
     {"reasoning_tokens", "cached_tokens", "input_token_details", "output_token_details"}

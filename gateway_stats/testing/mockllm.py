@@ -1527,7 +1527,7 @@ def _split_hostport(value: str) -> tuple[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m gateway_stats.mockllm",
+        prog="python -m gateway_stats.testing.mockllm",
         description="Mock LLM upstream (OpenAI / Anthropic / Gemini shapes) with x-mock-* scenario headers.",
     )
     parser.add_argument(

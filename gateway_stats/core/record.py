@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway_stats.buckets import DURATION_BUCKETS, BucketCounts
+from gateway_stats.core.buckets import DURATION_BUCKETS, BucketCounts
 
 NS_PER_MS = 1_000_000
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway_stats.record import CallRecord, Usage
+from gateway_stats.core.record import CallRecord, Usage
 
 
 def semconv_input_tokens(u: Usage) -> int | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gateway_stats.accumulate import CappedText, ToolCallAssembler
+from gateway_stats.core.accumulate import CappedText, ToolCallAssembler
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from gateway_stats.record import CallRecord
+from gateway_stats.core.record import CallRecord
 
 Part = dict[str, Any]
 Message = dict[str, Any]

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from gateway_stats.gjson import PathError, compile_path
+from gateway_stats.core.gjson import PathError, compile_path
 
 __all__ = [
     "BUILTIN_KEYS",

@@ -18,8 +18,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway_stats.config import load_config
-from gateway_stats.envoy_bootstrap import EnvoyOptions, render
+from gateway_stats.config.reader import load_config
+from gateway_stats.envoy.bootstrap import EnvoyOptions, render
 
 
 def free_port() -> int:
@@ -155,7 +155,13 @@ class Stack:
         self.mock_port = self.mock_port or free_port()
         p = _spawn(
             "mockllm",
-            [sys.executable, "-m", "gateway_stats.mockllm", "--listen", f"127.0.0.1:{self.mock_port}"],
+            [
+                sys.executable,
+                "-m",
+                "gateway_stats.testing.mockllm",
+                "--listen",
+                f"127.0.0.1:{self.mock_port}",
+            ],
             self.workdir,
         )
         self.procs["mockllm"] = p

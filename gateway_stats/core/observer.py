@@ -14,11 +14,11 @@ from collections.abc import Mapping
 
 import orjson
 
-from gateway_stats.config import Config, Limits, PluginConfig
-from gateway_stats.decoding import Decoder, decoder_for
-from gateway_stats.extraction import Extraction
-from gateway_stats.record import CallRecord
-from gateway_stats.sse import SSEFramer
+from gateway_stats.config.reader import Config, Limits, PluginConfig
+from gateway_stats.core.decoding import Decoder, decoder_for
+from gateway_stats.core.extraction import Extraction
+from gateway_stats.core.record import CallRecord
+from gateway_stats.core.sse import SSEFramer
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import IO, Any, Protocol
 
 import orjson
 
-from gateway_stats import ailog
-from gateway_stats.record import CallRecord
+from gateway_stats.core import ai_log as ailog
+from gateway_stats.core.record import CallRecord
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from gateway_stats.addresses import split_host_port
-from gateway_stats.span_tags import TAG_NAMES
+from gateway_stats.envoy.addresses import split_host_port
+from gateway_stats.sinks.span_tags import TAG_NAMES
 
 HIGRESS_LOG_FORMAT = '{"ai_log":"%FILTER_STATE(wasm.ai_log:PLAIN)%"}\n'
 _LOG_KEY = re.compile(r"^[A-Za-z0-9_.\-]+$")
