@@ -8,6 +8,7 @@ adding a sink never means reshaping the core.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from gateway_stats.core.buckets import DURATION_BUCKETS, BucketCounts
@@ -112,8 +113,15 @@ class CallRecord:
     # --- resource caps hit while observing (never silent)
     caps_hit: list[str] = field(default_factory=list)
 
-    # --- room for the roadmap: cost, analytics, feedback
-    cost: Any = None
+    # --- money cost (sinks/pricing fills it once per call, when usage is final; never per chunk)
+    cost: Decimal | None = None  # exact; None = not priced (see extra["unpriced_reason"])
+    cost_currency: str | None = None
+
+    # --- analytics (records, feedback, language, topic, user hashing)
+    request_messages: int | None = None  # DIAL number_request_messages: chat messages or embedding inputs
+    user_hash: str | None = None  # keyed HMAC of the end-user id; the raw id is never kept
+    language: str | None = None  # filled off the request path (records writer)
+    topic: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def note_chunk(self, now: int) -> None:
