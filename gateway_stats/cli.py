@@ -11,7 +11,7 @@ from gateway_stats import __version__
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway_stats.config.reader import ConfigError, load_config
+    from gateway_stats.config import ConfigError, load_config
     from gateway_stats.envoy.server import ServeOptions, serve
 
     if args.config:
@@ -48,7 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from gateway_stats.config.reader import ConfigError, load_config
+    from gateway_stats.config import ConfigError, load_config
 
     rc = 0
     for path in args.files:
@@ -86,7 +86,7 @@ def _envoy_config(args: argparse.Namespace) -> int:
     )
     try:
         if args.config:
-            from gateway_stats.config.reader import ConfigError, load_config
+            from gateway_stats.config import ConfigError, load_config
 
             try:
                 cfg = load_config(args.config)

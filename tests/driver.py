@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway_stats.config.reader import Config, default_config, parse_config
+from gateway_stats.config import Config, default_config, parse_config
 from gateway_stats.core.observer import CallObserver
 from gateway_stats.core.record import CallRecord
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from test_config import README_A  # the Higress README's first example config
 
-from gateway_stats.config.reader import parse_config
+from gateway_stats.config import parse_config
 from gateway_stats.core.attributes import truncate_for_log
 from gateway_stats.core.observer import CallObserver
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from gateway_stats.config.reader import ConfigStore
+from gateway_stats.config.store import ConfigStore
 from gateway_stats.core.observer import CallObserver
 from gateway_stats.envoy.runtime import Runtime
 

@@ -12,14 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway_stats.config.reader import (
+from gateway_stats.config import (
     BUILTIN_KEYS,
     DEFAULT_PATH_SUFFIXES,
     VALUE_SOURCES,
     Attribute,
     Config,
     ConfigError,
-    ConfigStore,
     Extensions,
     ExtraLabel,
     Limits,
@@ -30,6 +29,7 @@ from gateway_stats.config.reader import (
     load_config,
     parse_config,
 )
+from gateway_stats.config.store import ConfigStore
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((REPO / "config").glob("*.yaml"))
@@ -1275,7 +1275,7 @@ def test_store_keeps_last_good_on_broken_file(tmp_path: Path, caplog: pytest.Log
     store = ConfigStore(str(p), on_change=seen.append)
     good = store.current
     write(p, "value_length_limit: -3\nattributes: [{key: a, value_source: bogus, value: x}]\n")
-    with caplog.at_level(logging.WARNING, logger="gateway_stats.config.reader"):
+    with caplog.at_level(logging.WARNING, logger="gateway_stats.config.store"):
         assert store.check() is False
     assert store.current is good
     assert store.reloads_failed == 1 and store.reloads_ok == 0

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from conftest import ai_logs, metric_value, metrics_text, post, wait_for
 
-from gateway_stats.config.reader import HIGRESS_METRIC_PREFIX, HIGRESS_METRICS
+from gateway_stats.config import HIGRESS_METRIC_PREFIX, HIGRESS_METRICS
 from gateway_stats.core.buckets import DURATION_BUCKETS
 from gateway_stats.testing import procs
 from gateway_stats.testing.mockllm import expected

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from driver import T_FIRST_CHUNK_MS, Call, run_call, sse
 
-from gateway_stats.config.reader import Config, parse_text
+from gateway_stats.config import Config, parse_text
 from gateway_stats.core import ai_log as ailog
 
 

@@ -18,7 +18,7 @@ import brotli
 import pytest
 from driver import MS, T_FIRST_CHUNK_MS, run_call, sse, start_call
 
-from gateway_stats.config.reader import parse_config
+from gateway_stats.config import parse_config
 
 REQ = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 

@@ -10,15 +10,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_observer import MS, chat_chunk, start
 
-from gateway_stats.config.reader import (
+from gateway_stats.config import (
     BUILTIN_METRIC_LABELS,
     HIGRESS_METRIC_PREFIX,
     METRIC_FAMILIES,
     ConfigError,
-    ConfigStore,
     default_config,
     parse_config,
 )
+from gateway_stats.config.store import ConfigStore
 from gateway_stats.core.buckets import DURATION_BUCKETS, TOKEN_BUCKETS, BucketCounts
 from gateway_stats.core.observer import CallObserver
 from gateway_stats.core.record import CallRecord, Usage

@@ -6,7 +6,7 @@ import gzip
 import json
 from typing import Any
 
-from gateway_stats.config.reader import default_config
+from gateway_stats.config import default_config
 from gateway_stats.core.observer import CallObserver
 
 MS = 1_000_000

@@ -21,7 +21,8 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from gateway_stats.config.reader import ConfigStore, TracingConfig, parse_text
+from gateway_stats.config import TracingConfig, parse_text
+from gateway_stats.config.store import ConfigStore
 from gateway_stats.core.observer import CallObserver
 from gateway_stats.core.record import CallRecord
 from gateway_stats.envoy.bootstrap import EnvoyOptions, bootstrap
@@ -457,7 +458,7 @@ def _probe(tmp_path: Path, enabled: bool) -> dict[str, Any]:
     code = textwrap.dedent(
         f"""
         import json, sys, threading
-        from gateway_stats.config.reader import ConfigStore
+        from gateway_stats.config.store import ConfigStore
         from gateway_stats.envoy.runtime import Runtime
         from gateway_stats.core.observer import CallObserver
         rt = Runtime(ConfigStore({str(cfg)!r}))

@@ -12,7 +12,8 @@ import argparse
 import gc
 import time
 
-from gateway_stats.config.reader import ConfigStore, parse_config
+from gateway_stats.config import parse_config
+from gateway_stats.config.store import ConfigStore
 from gateway_stats.core.record import CallRecord, Usage
 from gateway_stats.sinks.metrics import MetricsSink
 

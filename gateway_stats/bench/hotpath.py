@@ -22,7 +22,7 @@ from typing import Any
 from gateway_stats._proto.envoy.config.core.v3 import base_pb2 as core
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from gateway_stats.bench import canned
-from gateway_stats.config.reader import ConfigStore
+from gateway_stats.config.store import ConfigStore
 from gateway_stats.envoy.runtime import Runtime
 from gateway_stats.envoy.servicer import ATTR_NS, ExtProcServicer
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gateway_stats.config.reader import Attribute, PluginConfig
+from gateway_stats.config import Attribute, PluginConfig
 from gateway_stats.core.accumulate import CappedText
 from gateway_stats.core.gjson import MISSING, CompiledPath, compile_path
 from gateway_stats.core.record import CallRecord

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from gateway_stats.config.reader import Limits, PluginConfig
+from gateway_stats.config import Limits, PluginConfig
 from gateway_stats.core import usage
 from gateway_stats.core.accumulate import CappedText, ToolCallAssembler
 from gateway_stats.core.ai_log import build_ai_log

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import orjson
 
-from gateway_stats.config.reader import Config, Limits, PluginConfig
+from gateway_stats.config import Config, Limits, PluginConfig
 from gateway_stats.core.decoding import Decoder, decoder_for
 from gateway_stats.core.extraction import Extraction
 from gateway_stats.core.record import CallRecord

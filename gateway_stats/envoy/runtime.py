@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 
-from gateway_stats.config.reader import Config, ConfigStore
+from gateway_stats.config import Config
+from gateway_stats.config.store import ConfigStore
 from gateway_stats.core.record import CallRecord
 from gateway_stats.envoy.selfmetrics import ReloadCollector, SelfMetrics
 from gateway_stats.sinks.base import AiLogLineSink, Sink, SinkSet

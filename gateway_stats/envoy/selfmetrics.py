@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway_stats.config.reader import ConfigStore
+from gateway_stats.config.store import ConfigStore
 
 MESSAGE_PHASES = (
     "request_headers",

@@ -15,7 +15,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
-from gateway_stats.config.reader import Config, ConfigStore
+from gateway_stats.config import Config
+from gateway_stats.config.store import ConfigStore
 from gateway_stats.envoy.addresses import grpc_target, split_host_port
 from gateway_stats.envoy.http_side import SideHTTP
 from gateway_stats.envoy.runtime import Runtime

@@ -24,14 +24,14 @@ from typing import Any
 
 import orjson
 
-from gateway_stats.config.reader import (
+from gateway_stats.config import (
     HIGRESS_METRIC_PREFIX,
     HIGRESS_METRICS,
     METRIC_FAMILIES,
-    ConfigStore,
     ExtraLabel,
     MetricsConfig,
 )
+from gateway_stats.config.store import ConfigStore
 from gateway_stats.core.buckets import (
     DURATION_BUCKETS,
     SERVER_TPOT_BUCKETS,

@@ -30,7 +30,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway_stats import __version__
-from gateway_stats.config.reader import TracingConfig
+from gateway_stats.config import TracingConfig
 from gateway_stats.core.record import CallRecord
 from gateway_stats.sinks import span_content
 from gateway_stats.sinks.span_tags import semconv_input_tokens

@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway_stats.config.reader import load_config
+from gateway_stats.config import load_config
 from gateway_stats.envoy.bootstrap import EnvoyOptions, render
 
 

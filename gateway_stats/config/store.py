@@ -1,0 +1,100 @@
+"""The live config of a running sidecar: reloaded when the file changes (a ConfigMap's symlink swap
+included, since the file is stat'ed through its links), keeping the last good config on error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+
+import yaml
+
+from gateway_stats.config.documents import load_config
+from gateway_stats.config.model import Config
+from gateway_stats.config.presets import default_config
+from gateway_stats.config.schema import ConfigError
+
+log = logging.getLogger(__name__)
+
+# -------------------------------------------------------------------------------------------- reload
+
+
+class ConfigStore:
+    """Holds the current Config and reloads it when the file changes, keeping the last good one.
+
+    The first load happens in the constructor and raises ConfigError: a broken config at startup is
+    fatal, a broken config on reload is only logged and counted.
+    """
+
+    def __init__(
+        self,
+        path: str | None,
+        on_change: Callable[[Config], None] | None = None,
+        poll_interval: float = 2.0,
+    ) -> None:
+        self.path = path
+        self.on_change = on_change
+        self.poll_interval = poll_interval
+        self.reloads_ok = 0
+        self.reloads_failed = 0
+        self.last_error: str | None = None
+        self._signature: tuple[object, ...] | None = None
+        if path is None:
+            self.current = default_config()
+        else:
+            with contextlib.suppress(OSError):  # load_config below reports it
+                self._signature = self._stat(path)
+            self.current = load_config(path)
+
+    @staticmethod
+    def _stat(path: str) -> tuple[object, ...]:
+        st = os.stat(path)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _failed(self, message: str) -> None:
+        self.reloads_failed += 1
+        self.last_error = message
+        log.warning("config reload failed, keeping the last good config: %s", message.replace("\n", "; "))
+
+    def check(self) -> bool:
+        """Reload if the file changed; True when a new config was installed."""
+        if self.path is None:
+            return False
+        try:
+            signature = self._stat(self.path)
+        except OSError as exc:
+            gone: tuple[object, ...] = ("unreadable", exc.errno)
+            if gone != self._signature:
+                self._signature = gone
+                self._failed(f"{self.path}: cannot stat: {exc.strerror or exc}")
+            return False
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        try:
+            config = load_config(self.path)
+        except (ConfigError, OSError, yaml.YAMLError) as exc:
+            self._failed(str(exc))
+            return False
+        self.current = config
+        self.reloads_ok += 1
+        self.last_error = None
+        log.info("config reloaded from %s", self.path)
+        if self.on_change is not None:
+            try:
+                self.on_change(config)
+            except Exception:
+                log.exception("config on_change callback failed")
+        return True
+
+    async def watch(self) -> None:
+        """Call check() every poll_interval seconds until cancelled."""
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                self.check()
+            except Exception:  # never let the watcher die
+                log.exception("config check failed")
