@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from gateway_stats import providers
 from gateway_stats.config import Limits, PluginConfig
 from gateway_stats.core import usage
 from gateway_stats.core.accumulate import CappedText, ToolCallAssembler
@@ -19,7 +20,6 @@ from gateway_stats.core.ai_log import build_ai_log
 from gateway_stats.core.attributes import AttributeEngine, builtin_values
 from gateway_stats.core.record import CallRecord
 from gateway_stats.core.sse import SSEEvent
-from gateway_stats.providers import shapes as providers
 
 log = logging.getLogger(__name__)
 

@@ -8,3 +8,23 @@ Adding an API (Bedrock, Cohere, …) means adding one module here and listing it
 Same import rule as `gateway_stats.core`: no grpc, asyncio, prometheus_client, opentelemetry, uvloop or
 socket.
 """
+
+from gateway_stats.providers import gemini as _gemini
+from gateway_stats.providers.base import UNKNOWN, Kind, Output, Shape
+from gateway_stats.providers.gemini import path_model as gemini_path_model
+from gateway_stats.providers.recognise import kind_from_body, kind_from_path, response_body, stream_event
+
+GEMINI = _gemini.KIND
+
+__all__ = [
+    "GEMINI",
+    "UNKNOWN",
+    "Kind",
+    "Output",
+    "Shape",
+    "gemini_path_model",
+    "kind_from_body",
+    "kind_from_path",
+    "response_body",
+    "stream_event",
+]
