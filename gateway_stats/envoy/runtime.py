@@ -11,7 +11,8 @@ from gateway_stats.config import Config
 from gateway_stats.config.store import ConfigStore
 from gateway_stats.core.record import CallRecord
 from gateway_stats.envoy.selfmetrics import ReloadCollector, SelfMetrics
-from gateway_stats.sinks.base import AiLogLineSink, Sink, SinkSet
+from gateway_stats.sinks.ai_log import AiLogLineSink
+from gateway_stats.sinks.base import Sink, SinkSet
 from gateway_stats.sinks.metrics import MetricsSink
 
 if TYPE_CHECKING:

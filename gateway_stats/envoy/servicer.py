@@ -4,7 +4,7 @@ Every answer is CONTINUE with no mutation, so bytes are never changed. Any excep
 handling a message is caught, counted and logged once; the stream goes on. The current ai_log is
 attached as dynamic metadata at the points Higress rewrites it (end of request body, each event
 that brings usage, end of response), so an aborted stream still has its line in the access log.
-Next to it go the span-tag keys (span_tags.py) Envoy's tracing custom_tags read. When tracing is on,
+Next to it go the span-tag keys (sinks/span_tags.py) Envoy's tracing custom_tags read. When tracing is on,
 the trace context Envoy puts in the stream's gRPC metadata (its span for this side call) is kept in
 the record, so our span can sit inside Envoy's trace.
 """
@@ -21,11 +21,10 @@ import grpc
 from gateway_stats._proto.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
-from gateway_stats.core import ai_log as ailog
 from gateway_stats.core.observer import CallObserver
 from gateway_stats.core.record import CallRecord
 from gateway_stats.envoy.runtime import Runtime
-from gateway_stats.sinks import span_tags
+from gateway_stats.sinks import ai_log as ai_log_sink
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +116,11 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
         getattr(resp, phase).SetInParent()
         ns = self.rt.config.extensions.metadata_namespace
         fields = resp.dynamic_metadata.fields[ns].struct_value.fields
-        fields["ai_log"].string_value = ailog.escaped(doc)
-        rec = obs.record
-        for key, tag in span_tags.tag_values(rec).items():
-            if isinstance(tag, str):
-                fields[key].string_value = tag
+        for key, value in ai_log_sink.metadata_values(obs.record, doc).items():
+            if isinstance(value, str):
+                fields[key].string_value = value
             else:
-                fields[key].number_value = tag
-        for key in rec.separate_log_keys:
-            fields[key].string_value = ailog.escaped_value(rec.attributes.get(key))
+                fields[key].number_value = value
         return resp
 
     async def Process(

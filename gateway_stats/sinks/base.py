@@ -1,15 +1,11 @@
-"""Sinks consume finished records. Each is independent; one failing never affects another or traffic."""
+"""The sink interface and the fan-out: sinks consume finished records. Each is independent; one failing
+never affects another or the traffic."""
 
 from __future__ import annotations
 
 import logging
-import sys
-import threading
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
-import orjson
-
-from gateway_stats.core import ai_log as ailog
 from gateway_stats.core.record import CallRecord
 
 log = logging.getLogger(__name__)
@@ -47,32 +43,3 @@ class SinkSet:
                 s.close()
             except Exception:
                 log.exception("closing sink %s", type(s).__name__)
-
-
-class AiLogLineSink:
-    """Writes `{"ai_log":"…","request_id":"…"}` lines itself, for observability mode where Envoy
-    ignores every answer and so never sees our dynamic metadata."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._fh: IO[bytes]
-        if path == "-":
-            self._fh = sys.stdout.buffer
-            self._own = False
-        else:
-            self._fh = open(path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the sink
-            self._own = True
-
-    def emit(self, rec: CallRecord, ai_log: dict[str, Any]) -> None:
-        if not rec.observed:
-            return
-        line = orjson.dumps({"ai_log": ailog.dumps(ai_log).decode(), "request_id": rec.request_id}) + b"\n"
-        with self._lock:
-            self._fh.write(line)
-            if not self._own:
-                self._fh.flush()
-
-    def close(self) -> None:
-        if self._own:
-            self._fh.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from test_config import README_A  # the Higress README's first example config
+from higress_readme import README_A  # the Higress README's first example config
 
 from gateway_stats.config import parse_config
 from gateway_stats.core.attributes import truncate_for_log

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from higress_readme import README_A  # the Higress README's first example config
 
 from gateway_stats.config import (
     BUILTIN_KEYS,
@@ -31,7 +32,7 @@ from gateway_stats.config import (
 )
 from gateway_stats.config.store import ConfigStore
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "config").glob("*.yaml"))
 
 FULL_KEYS = [
@@ -47,30 +48,6 @@ FULL_KEYS = [
     "output_token_details",
 ]
 LIGHT_KEYS = ["reasoning_tokens", "cached_tokens", "input_token_details", "output_token_details"]
-
-README_A: dict[str, Any] = {
-    "attributes": [
-        {
-            "key": "question",
-            "value_source": "request_body",
-            "value": "messages.@reverse.0.content",
-            "apply_to_log": True,
-        },
-        {
-            "key": "answer",
-            "value_source": "response_streaming_body",
-            "value": "choices.0.delta.content",
-            "rule": "append",
-            "apply_to_log": True,
-        },
-        {
-            "key": "answer",
-            "value_source": "response_body",
-            "value": "choices.0.message.content",
-            "apply_to_log": True,
-        },
-    ]
-}
 
 
 def errors_of(data: object, source: str = "config.yaml") -> list[str]:

@@ -279,7 +279,7 @@ def test_deploy_envoy_yaml_is_default_output() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "gateway_stats", "envoy-config"], capture_output=True, text=True, check=True
     ).stdout
-    deployed = (Path(__file__).resolve().parent.parent / "deploy" / "envoy.yaml").read_text()
+    deployed = (Path(__file__).resolve().parents[2] / "deploy" / "envoy.yaml").read_text()
     assert deployed == out
 
 
