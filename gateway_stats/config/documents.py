@@ -10,12 +10,12 @@ from typing import Any
 
 import yaml
 
-from gateway_stats.config.extensions import _parse_extensions
-from gateway_stats.config.match_rules import MatchRule, _parse_inline_rules, _parse_match_rules
+from gateway_stats.config.extensions import parse_extensions
+from gateway_stats.config.match_rules import MatchRule, parse_inline_rules, parse_match_rules
 from gateway_stats.config.model import BUILTIN_KEYS, Config, PluginConfig
-from gateway_stats.config.plugin import _PLACEMENT_HINTS, PLUGIN_FIELDS, _parse_plugin, _parse_plugin_fields
-from gateway_stats.config.presets import _DISABLED, _build_plugin
-from gateway_stats.config.schema import ConfigError, _describe, _join, _Reader
+from gateway_stats.config.plugin import PLACEMENT_HINTS, PLUGIN_FIELDS, parse_plugin, parse_plugin_fields
+from gateway_stats.config.presets import DISABLED, build_plugin
+from gateway_stats.config.schema import ConfigError, Reader, describe, join_path
 
 # ----------------------------------------------------------------------------------------- documents
 
@@ -52,34 +52,34 @@ class _Parsed:
         self.rules = rules
 
 
-def _parse_bare(r: _Reader, m: Mapping[str, Any], path: str, extra: Sequence[str]) -> _Parsed:
+def _parse_bare(r: Reader, m: Mapping[str, Any], path: str, extra: Sequence[str]) -> _Parsed:
     """A bare plugin config (optionally with Higress' `_rules_`)."""
-    r.fields(m, path, (*PLUGIN_FIELDS, "_rules_", *extra), hints=_PLACEMENT_HINTS)
-    default_raw = _parse_plugin_fields(r, m, path)
-    rules = _parse_inline_rules(r, m.get("_rules_"), _join(path, "_rules_"), default_raw)
-    return _Parsed(_build_plugin(default_raw), rules)
+    r.fields(m, path, (*PLUGIN_FIELDS, "_rules_", *extra), hints=PLACEMENT_HINTS)
+    default_raw = parse_plugin_fields(r, m, path)
+    rules = parse_inline_rules(r, m.get("_rules_"), join_path(path, "_rules_"), default_raw)
+    return _Parsed(build_plugin(default_raw), rules)
 
 
-def _parse_wasm_doc(r: _Reader, m: Mapping[str, Any], path: str) -> _Parsed:
+def _parse_wasm_doc(r: Reader, m: Mapping[str, Any], path: str) -> _Parsed:
     """{defaultConfig, defaultConfigDisable, matchRules} (fields already checked by the caller)."""
-    default_raw = _parse_plugin(r, m.get("defaultConfig"), _join(path, "defaultConfig"))
+    default_raw = parse_plugin(r, m.get("defaultConfig"), join_path(path, "defaultConfig"))
     default_off = r.boolean(m, "defaultConfigDisable", path) or False
-    rules = _parse_match_rules(r, m.get("matchRules"), _join(path, "matchRules"), default_raw)
-    return _Parsed(_DISABLED if default_off else _build_plugin(default_raw), rules)
+    rules = parse_match_rules(r, m.get("matchRules"), join_path(path, "matchRules"), default_raw)
+    return _Parsed(DISABLED if default_off else build_plugin(default_raw), rules)
 
 
-def _parse_k8s(r: _Reader, m: Mapping[str, Any]) -> tuple[_Parsed, object, str]:
+def _parse_k8s(r: Reader, m: Mapping[str, Any]) -> tuple[_Parsed, object, str]:
     """A Kubernetes WasmPlugin object; also returns the gateway_stats value and its path."""
     r.fields(m, "", _K8S_FIELDS, hints=_K8S_HINTS)
     kind = m.get("kind")
     if kind is not None and kind != "WasmPlugin":
-        r.error("kind", f"expected 'WasmPlugin', got {_describe(kind)}")
+        r.error("kind", f"expected 'WasmPlugin', got {describe(kind)}")
     api = m.get("apiVersion")
     if api is not None and not (isinstance(api, str) and api.startswith(_K8S_API_GROUPS)):
-        r.error("apiVersion", f"expected extensions.higress.io/v1alpha1, got {_describe(api)}")
+        r.error("apiVersion", f"expected extensions.higress.io/v1alpha1, got {describe(api)}")
     spec = r.mapping(m.get("spec"), "spec") if m.get("spec") is not None else {}
     if spec is None:
-        return _Parsed(_build_plugin({}), ()), m.get("gateway_stats"), "gateway_stats"
+        return _Parsed(build_plugin({}), ()), m.get("gateway_stats"), "gateway_stats"
     r.fields(spec, "spec", _SPEC_FIELDS, ignored=_SPEC_IGNORED, hints=_K8S_HINTS)
     ext, ext_path = m.get("gateway_stats"), "gateway_stats"
     if spec.get("gateway_stats") is not None:
@@ -105,11 +105,11 @@ def _raw_attribute_keys(parsed: _Parsed) -> set[str]:
 
 def parse_config(data: object, source: str = "<string>") -> Config:
     """Validate an already-parsed YAML/JSON document; raises ConfigError listing every problem."""
-    r = _Reader(source)
+    r = Reader(source)
     if data is None:
         raise ConfigError([f"{source}: the document is empty"])
     if not isinstance(data, dict):
-        raise ConfigError([f"{source}: (document): expected a mapping, got {_describe(data)}"])
+        raise ConfigError([f"{source}: (document): expected a mapping, got {describe(data)}"])
     ext_value: object = data.get("gateway_stats")
     ext_path = "gateway_stats"
     if any(k in data for k in ("apiVersion", "kind", "spec")):
@@ -119,7 +119,7 @@ def parse_config(data: object, source: str = "<string>") -> Config:
         parsed = _parse_wasm_doc(r, data, "")
     else:
         parsed = _parse_bare(r, data, "", ("gateway_stats",))
-    extensions = _parse_extensions(r, ext_value, ext_path, _raw_attribute_keys(parsed))
+    extensions = parse_extensions(r, ext_value, ext_path, _raw_attribute_keys(parsed))
     if r.errors:
         raise ConfigError(r.errors)
     return Config(default=parsed.default, match_rules=parsed.rules, extensions=extensions, source=source)

@@ -20,7 +20,7 @@ from gateway_stats.config.model import (
     MetricsConfig,
     TracingConfig,
 )
-from gateway_stats.config.schema import _at, _describe, _join, _Reader, _suggest
+from gateway_stats.config.schema import Reader, at_index, describe, join_path, suggest
 
 # --------------------------------------------------------------------------------------- extensions
 
@@ -37,11 +37,11 @@ EXTRA_LABEL_FIELDS = ("name", "request_header", "attribute", "families")
 TRACING_FIELDS = ("enabled", "capture_content", "service_name")
 
 
-def _sub(r: _Reader, m: Mapping[str, Any], key: str, path: str, known: Sequence[str]) -> dict[str, Any]:
+def _sub(r: Reader, m: Mapping[str, Any], key: str, path: str, known: Sequence[str]) -> dict[str, Any]:
     v = m.get(key)
     if v is None:
         return {}
-    p = _join(path, key)
+    p = join_path(path, key)
     sub = r.mapping(v, p)
     if sub is None:
         return {}
@@ -53,7 +53,7 @@ def _kwargs(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _parse_extra_label(r: _Reader, item: object, path: str, attribute_keys: set[str]) -> ExtraLabel | None:
+def _parse_extra_label(r: Reader, item: object, path: str, attribute_keys: set[str]) -> ExtraLabel | None:
     m = r.mapping(item, path)
     if m is None:
         return None
@@ -63,60 +63,63 @@ def _parse_extra_label(r: _Reader, item: object, path: str, attribute_keys: set[
     if name:
         if not _LABEL_NAME.match(name):
             r.error(
-                _join(path, "name"), f"'{name}' is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"
+                join_path(path, "name"),
+                f"'{name}' is not a valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)",
             )
         elif name.startswith("__"):
-            r.error(_join(path, "name"), f"'{name}': label names starting with '__' are reserved")
+            r.error(join_path(path, "name"), f"'{name}': label names starting with '__' are reserved")
         elif name in BUILTIN_METRIC_LABELS:
-            r.error(_join(path, "name"), f"'{name}' clashes with a built-in label")
+            r.error(join_path(path, "name"), f"'{name}' clashes with a built-in label")
     header = r.string(m, "request_header", path) or ""
     attribute = r.string(m, "attribute", path) or ""
     if bool(header) == bool(attribute):
         r.error(path, "exactly one of request_header or attribute must be set")
     if header and not _HEADER_NAME.match(header):
-        r.error(_join(path, "request_header"), f"not a valid header name: {header!r}")
+        r.error(join_path(path, "request_header"), f"not a valid header name: {header!r}")
     if attribute and attribute not in attribute_keys:
-        guess = _suggest(attribute, attribute_keys)
+        guess = suggest(attribute, attribute_keys)
         hint = f"; did you mean '{guess}'?" if guess else ""
-        r.error(_join(path, "attribute"), f"'{attribute}' is not a configured attribute key{hint}")
+        r.error(join_path(path, "attribute"), f"'{attribute}' is not a configured attribute key{hint}")
     families = r.strings(m, "families", path, nonempty_items=True) or ()
     for i, fam in enumerate(families):
         if fam and not _METRIC_NAME.match(fam):
-            r.error(_at(_join(path, "families"), i), f"'{fam}' is not a valid metric family name")
+            r.error(at_index(join_path(path, "families"), i), f"'{fam}' is not a valid metric family name")
         elif fam and fam not in METRIC_FAMILIES and fam not in METRIC_FAMILY_ALIASES:
-            guess = _suggest(fam, (*METRIC_FAMILIES, *METRIC_FAMILY_ALIASES))
+            guess = suggest(fam, (*METRIC_FAMILIES, *METRIC_FAMILY_ALIASES))
             hint = f"; did you mean '{guess}'?" if guess else ""
-            r.error(_at(_join(path, "families"), i), f"'{fam}' is not an exported metric family{hint}")
+            r.error(
+                at_index(join_path(path, "families"), i), f"'{fam}' is not an exported metric family{hint}"
+            )
     families = tuple(METRIC_FAMILY_ALIASES.get(f, f) for f in families)
     if len(r.errors) > before or not name:
         return None
     return ExtraLabel(name=name, request_header=header.lower(), attribute=attribute, families=families)
 
 
-def _parse_metrics(r: _Reader, m: Mapping[str, Any], path: str, attribute_keys: set[str]) -> MetricsConfig:
+def _parse_metrics(r: Reader, m: Mapping[str, Any], path: str, attribute_keys: set[str]) -> MetricsConfig:
     sub = _sub(r, m, "metrics", path, METRICS_FIELDS)
-    p = _join(path, "metrics")
+    p = join_path(path, "metrics")
     profiles = r.strings(sub, "profiles", p)
     if profiles is not None:
         seen: set[str] = set()
         for i, prof in enumerate(profiles):
-            if r.choice(prof, _at(_join(p, "profiles"), i), METRIC_PROFILES) and prof in seen:
-                r.error(_at(_join(p, "profiles"), i), f"'{prof}' is listed twice")
+            if r.choice(prof, at_index(join_path(p, "profiles"), i), METRIC_PROFILES) and prof in seen:
+                r.error(at_index(join_path(p, "profiles"), i), f"'{prof}' is listed twice")
             seen.add(prof)
     labels: list[ExtraLabel] = []
     raw_labels = sub.get("extra_labels")
     if raw_labels is not None:
-        lp = _join(p, "extra_labels")
+        lp = join_path(p, "extra_labels")
         if not isinstance(raw_labels, list):
-            r.error(lp, f"expected a list, got {_describe(raw_labels)}")
+            r.error(lp, f"expected a list, got {describe(raw_labels)}")
         else:
             names: set[str] = set()
             for i, item in enumerate(raw_labels):
-                label = _parse_extra_label(r, item, _at(lp, i), attribute_keys)
+                label = _parse_extra_label(r, item, at_index(lp, i), attribute_keys)
                 if label is None:
                     continue
                 if label.name in names:
-                    r.error(_join(_at(lp, i), "name"), f"label '{label.name}' is defined twice")
+                    r.error(join_path(at_index(lp, i), "name"), f"label '{label.name}' is defined twice")
                 names.add(label.name)
                 labels.append(label)
     return MetricsConfig(
@@ -130,7 +133,7 @@ def _parse_metrics(r: _Reader, m: Mapping[str, Any], path: str, attribute_keys: 
     )
 
 
-def _parse_extensions(r: _Reader, value: object, path: str, attribute_keys: set[str]) -> Extensions:
+def parse_extensions(r: Reader, value: object, path: str, attribute_keys: set[str]) -> Extensions:
     if value is None:
         return Extensions()
     m = r.mapping(value, path)
@@ -139,18 +142,18 @@ def _parse_extensions(r: _Reader, value: object, path: str, attribute_keys: set[
     r.fields(m, path, EXTENSION_FIELDS)
     consumer = r.string(m, "consumer_header", path, required="consumer_header" in m)
     if consumer and not _HEADER_NAME.match(consumer):
-        r.error(_join(path, "consumer_header"), f"not a valid header name: {consumer!r}")
+        r.error(join_path(path, "consumer_header"), f"not a valid header name: {consumer!r}")
     namespace = r.string(m, "metadata_namespace", path, required="metadata_namespace" in m)
     if namespace and not _NAMESPACE.match(namespace):
-        r.error(_join(path, "metadata_namespace"), f"not a valid metadata namespace: {namespace!r}")
+        r.error(join_path(path, "metadata_namespace"), f"not a valid metadata namespace: {namespace!r}")
     ai_log_file = r.string(m, "ai_log_file", path, required=m.get("ai_log_file") is not None)
 
     lim = _sub(r, m, "limits", path, LIMIT_FIELDS)
-    lp = _join(path, "limits")
+    lp = join_path(path, "limits")
     limits = Limits(**_kwargs(**{name: r.integer(lim, name, lp) for name in LIMIT_FIELDS}))
 
     tr = _sub(r, m, "tracing", path, TRACING_FIELDS)
-    tp = _join(path, "tracing")
+    tp = join_path(path, "tracing")
     tracing = TracingConfig(
         **_kwargs(
             enabled=r.boolean(tr, "enabled", tp),

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway_stats.config.model import PluginConfig
-from gateway_stats.config.plugin import _PLACEMENT_HINTS, PLUGIN_FIELDS, _parse_plugin, _parse_plugin_fields
-from gateway_stats.config.presets import _DISABLED, _build_plugin, _inherit
-from gateway_stats.config.schema import _at, _describe, _join, _Reader
+from gateway_stats.config.plugin import PLACEMENT_HINTS, PLUGIN_FIELDS, parse_plugin, parse_plugin_fields
+from gateway_stats.config.presets import DISABLED, build_plugin, inherit
+from gateway_stats.config.schema import Reader, at_index, describe, join_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,7 @@ _INLINE_RULE_SELECTORS = ("_match_route_", "_match_domain_", "_match_service_")
 
 
 def _parse_selectors(
-    r: _Reader, m: Mapping[str, Any], path: str, allow_crd: bool
+    r: Reader, m: Mapping[str, Any], path: str, allow_crd: bool
 ) -> dict[str, tuple[str, ...]] | None:
     out: dict[str, tuple[str, ...]] = {}
     ok = True
@@ -133,23 +133,23 @@ def _parse_selectors(
     return out if ok else None
 
 
-def _rule_items(r: _Reader, value: object, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def _rule_items(r: Reader, value: object, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """The (field path, mapping) of each item of a rules list; what is not a list or a mapping is
     reported and skipped."""
     if value is None:
         return
     if not isinstance(value, list):
-        r.error(path, f"expected a list of match rules, got {_describe(value)}")
+        r.error(path, f"expected a list of match rules, got {describe(value)}")
         return
     for i, item in enumerate(value):
-        p = _at(path, i)
+        p = at_index(path, i)
         m = r.mapping(item, p)
         if m is not None:
             yield p, m
 
 
-def _parse_match_rules(
-    r: _Reader, value: object, path: str, default_raw: Mapping[str, Any]
+def parse_match_rules(
+    r: Reader, value: object, path: str, default_raw: Mapping[str, Any]
 ) -> tuple[MatchRule, ...]:
     """WasmPlugin-style `matchRules`: selectors plus `config` / `configDisable` per item."""
     rules: list[MatchRule] = []
@@ -157,23 +157,23 @@ def _parse_match_rules(
         r.fields(m, p, _RULE_FIELDS)
         selectors = _parse_selectors(r, m, p, allow_crd=True)
         disabled = r.boolean(m, "configDisable", p) or False
-        rule_raw = _parse_plugin(r, m.get("config"), _join(p, "config"))
+        rule_raw = parse_plugin(r, m.get("config"), join_path(p, "config"))
         if selectors is None:
             continue
-        cfg = _DISABLED if disabled else _build_plugin(_inherit(default_raw, rule_raw))
+        cfg = DISABLED if disabled else build_plugin(inherit(default_raw, rule_raw))
         rules.append(MatchRule(config=cfg, **selectors))
     return tuple(rules)
 
 
-def _parse_inline_rules(
-    r: _Reader, value: object, path: str, default_raw: Mapping[str, Any]
+def parse_inline_rules(
+    r: Reader, value: object, path: str, default_raw: Mapping[str, Any]
 ) -> tuple[MatchRule, ...]:
     """Higress' own plugin-config `_rules_`: selectors and plugin fields side by side in each item."""
     rules: list[MatchRule] = []
     for p, m in _rule_items(r, value, path):
-        r.fields(m, p, (*_INLINE_RULE_SELECTORS, *PLUGIN_FIELDS), hints=_PLACEMENT_HINTS)
+        r.fields(m, p, (*_INLINE_RULE_SELECTORS, *PLUGIN_FIELDS), hints=PLACEMENT_HINTS)
         selectors = _parse_selectors(r, m, p, allow_crd=False)
-        rule_raw = _parse_plugin_fields(r, m, p)
+        rule_raw = parse_plugin_fields(r, m, p)
         if selectors is not None:
-            rules.append(MatchRule(config=_build_plugin(_inherit(default_raw, rule_raw)), **selectors))
+            rules.append(MatchRule(config=build_plugin(inherit(default_raw, rule_raw)), **selectors))
     return tuple(rules)

@@ -44,7 +44,7 @@ LIGHT_PRESET: tuple[Attribute, ...] = (
     _preset("output_token_details"),
 )
 
-_DISABLED = PluginConfig(
+DISABLED = PluginConfig(
     attributes=(),
     use_default_attributes=False,
     use_default_response_attributes=False,
@@ -75,7 +75,7 @@ def overlay_attributes(base: Iterable[Attribute], top: Iterable[Attribute]) -> t
     return tuple(out)
 
 
-def _build_plugin(raw: Mapping[str, Any]) -> PluginConfig:
+def build_plugin(raw: Mapping[str, Any]) -> PluginConfig:
     """Apply presets and defaults to the explicitly set (already validated) fields."""
     full = bool(raw.get("use_default_attributes", False))
     light = bool(raw.get("use_default_response_attributes", False))
@@ -104,7 +104,7 @@ def _build_plugin(raw: Mapping[str, Any]) -> PluginConfig:
     )
 
 
-def _inherit(default_raw: Mapping[str, Any], rule_raw: Mapping[str, Any]) -> dict[str, Any]:
+def inherit(default_raw: Mapping[str, Any], rule_raw: Mapping[str, Any]) -> dict[str, Any]:
     """A rule's explicit fields over the default's; attributes merged with `overlay_attributes`."""
     merged = {**default_raw, **rule_raw}
     if "attributes" in default_raw or "attributes" in rule_raw:
@@ -116,4 +116,4 @@ def _inherit(default_raw: Mapping[str, Any], rule_raw: Mapping[str, Any]) -> dic
 
 def default_config() -> Config:
     """What runs without --config: the Higress default plugin config (no attributes, usage on)."""
-    return Config(default=_build_plugin({}), match_rules=(), extensions=Extensions(), source="<default>")
+    return Config(default=build_plugin({}), match_rules=(), extensions=Extensions(), source="<default>")

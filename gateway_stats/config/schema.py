@@ -43,7 +43,7 @@ _TYPE_NAMES: dict[type, str] = {
 }
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
     name = _TYPE_NAMES.get(type(value), type(value).__name__)
     if isinstance(value, dict | list) or value is None:
         return name
@@ -57,7 +57,7 @@ def _norm(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "")
 
 
-def _suggest(word: str, choices: Iterable[str]) -> str | None:
+def suggest(word: str, choices: Iterable[str]) -> str | None:
     choices = list(choices)
     for c in choices:
         if _norm(c) == _norm(word):
@@ -70,15 +70,15 @@ def _suggest(word: str, choices: Iterable[str]) -> str | None:
     return None
 
 
-def _join(path: str, key: str) -> str:
+def join_path(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _at(path: str, index: int) -> str:
+def at_index(path: str, index: int) -> str:
     return f"{path}[{index}]"
 
 
-class _Reader:
+class Reader:
     """Collects errors while walking the document; typed getters return None when absent or invalid."""
 
     def __init__(self, source: str) -> None:
@@ -90,7 +90,7 @@ class _Reader:
 
     def mapping(self, value: object, path: str) -> dict[str, Any] | None:
         if not isinstance(value, dict):
-            self.error(path, f"expected a mapping, got {_describe(value)}")
+            self.error(path, f"expected a mapping, got {describe(value)}")
             return None
         return value
 
@@ -105,37 +105,37 @@ class _Reader:
         """Report unknown (and non-string) field names."""
         for k in m:
             if not isinstance(k, str):
-                self.error(path, f"field names must be strings, got {_describe(k)}")
+                self.error(path, f"field names must be strings, got {describe(k)}")
                 continue
             if k in known or k in ignored:
                 continue
             if hints and k in hints:
-                self.error(_join(path, k), f"unknown field ({hints[k]})")
+                self.error(join_path(path, k), f"unknown field ({hints[k]})")
                 continue
-            guess = _suggest(k, known)
+            guess = suggest(k, known)
             if guess:
-                self.error(_join(path, k), f"unknown field (did you mean '{guess}'?)")
+                self.error(join_path(path, k), f"unknown field (did you mean '{guess}'?)")
             else:
-                self.error(_join(path, k), f"unknown field (known fields: {', '.join(known)})")
+                self.error(join_path(path, k), f"unknown field (known fields: {', '.join(known)})")
 
     def choice(self, value: str, path: str, choices: Sequence[str]) -> bool:
         if value in choices:
             return True
         msg = f"unknown value '{value}' (expected one of: {', '.join(choices)}"
-        guess = _suggest(value, choices)
+        guess = suggest(value, choices)
         msg += f"; did you mean '{guess}'?)" if guess else ")"
         self.error(path, msg)
         return False
 
     def string(self, m: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> str | None:
         v = m.get(key)
-        p = _join(path, key)
+        p = join_path(path, key)
         if v is None:
             if required:
                 self.error(p, "required field is missing" if key not in m else "must not be null")
             return None
         if not isinstance(v, str):
-            self.error(p, f"expected a string, got {_describe(v)}")
+            self.error(p, f"expected a string, got {describe(v)}")
             return None
         if required and not v:
             self.error(p, "must not be empty")
@@ -147,7 +147,7 @@ class _Reader:
         if v is None:
             return None
         if not isinstance(v, bool):
-            self.error(_join(path, key), f"expected a boolean (true or false), got {_describe(v)}")
+            self.error(join_path(path, key), f"expected a boolean (true or false), got {describe(v)}")
             return None
         return v
 
@@ -155,9 +155,9 @@ class _Reader:
         v = m.get(key)
         if v is None:
             return None
-        p = _join(path, key)
+        p = join_path(path, key)
         if isinstance(v, bool) or not isinstance(v, int):
-            self.error(p, f"expected an integer, got {_describe(v)}")
+            self.error(p, f"expected an integer, got {describe(v)}")
             return None
         if v < minimum:
             self.error(p, f"must be >= {minimum}, got {v}")
@@ -170,22 +170,22 @@ class _Reader:
         v = m.get(key)
         if v is None:
             return None
-        p = _join(path, key)
+        p = join_path(path, key)
         if not isinstance(v, list):
-            self.error(p, f"expected a list of strings, got {_describe(v)}")
+            self.error(p, f"expected a list of strings, got {describe(v)}")
             return None
         ok = True
         for i, item in enumerate(v):
             if not isinstance(item, str):
-                self.error(_at(p, i), f"expected a string, got {_describe(item)}")
+                self.error(at_index(p, i), f"expected a string, got {describe(item)}")
                 ok = False
             elif nonempty_items and not item:
-                self.error(_at(p, i), "must not be empty")
+                self.error(at_index(p, i), "must not be empty")
                 ok = False
         return tuple(v) if ok else None
 
 
-def _json_problem(value: object, depth: int = 0) -> str | None:
+def json_problem(value: object, depth: int = 0) -> str | None:
     if depth > 64:
         return "nested too deeply"
     if value is None or isinstance(value, bool | int | str):
@@ -194,26 +194,26 @@ def _json_problem(value: object, depth: int = 0) -> str | None:
         return None if math.isfinite(value) else f"{value!r} is not a JSON number"
     if isinstance(value, list):
         for item in value:
-            problem = _json_problem(item, depth + 1)
+            problem = json_problem(item, depth + 1)
             if problem:
                 return problem
         return None
     if isinstance(value, dict):
         for k, item in value.items():
             if not isinstance(k, str):
-                return f"mapping keys must be strings, got {_describe(k)}"
-            problem = _json_problem(item, depth + 1)
+                return f"mapping keys must be strings, got {describe(k)}"
+            problem = json_problem(item, depth + 1)
             if problem:
                 return problem
         return None
-    return f"{_describe(value)} is not a JSON value"
+    return f"{describe(value)} is not a JSON value"
 
 
 # ------------------------------------------------------------------------------------- path checking
 
 
 @cache
-def _path_problem(path: str) -> str | None:
+def path_problem(path: str) -> str | None:
     """Why `path` cannot be compiled, or None."""
     try:
         compile_path(path)
