@@ -1,0 +1,61 @@
+"""Helpers shared by the deploy tests: external tools, kustomize builds, the process rig, PromQL.
+
+The process rig is imported here only, so moving it (issue 9: gateway_stats/testing/procs.py) is a
+one-line change for every deploy test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway_stats import procs  # issue 9 moves it: from gateway_stats.testing import procs
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+K8S = DEPLOY / "kubernetes"
+# Every kustomization we ship, built and validated as a whole.
+KUSTOMIZATIONS = ("base", "processor", "envoy-gateway", "istio", "higress", "higress-cutover")
+
+__all__ = ["DEPLOY", "K8S", "KUSTOMIZATIONS", "REPO", "kustomize", "procs", "promql", "tool"]
+
+
+def tool(name: str, how: str, extra: tuple[str, ...] = ()) -> str:
+    """Path of an external binary. Missing: fails under CI=1 (.ci/run installs it), skips otherwise."""
+    venv_bin = str(Path(sys.executable).parent)
+    exe = shutil.which(name, path=venv_bin + os.pathsep + os.environ.get("PATH", ""))
+    for candidate in extra:
+        if not exe and os.access(candidate, os.X_OK):
+            exe = candidate
+    if exe:
+        return exe
+    if os.environ.get("CI"):
+        pytest.fail(f"no `{name}` binary ({how}); in CI this test must run")
+    pytest.skip(f"`{name}` is not installed ({how}); CI installs it and runs this test")
+
+
+def kustomize(name: str) -> list[dict[str, Any]]:
+    """`kubectl kustomize deploy/kubernetes/NAME`: the objects `kubectl apply -k` would send."""
+    kubectl = tool("kubectl", "kubectl ships kustomize; it is part of the machine image")
+    out = subprocess.run(
+        [kubectl, "kustomize", str(K8S / name)], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def promql(port: int, query: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(query)}"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        doc = json.load(r)
+    assert doc["status"] == "success", (query, doc)
+    return doc["data"]["result"]  # type: ignore[no-any-return]
