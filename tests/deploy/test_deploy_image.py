@@ -54,7 +54,9 @@ def test_pinned_multistage_non_root_no_compilers() -> None:
     assert len(st) >= 2
     for s in st:
         # every base pinned to an exact version tag (a digest may follow)
-        assert re.match(r"FROM [\w./-]+:\d+\.\d+\.\d+-[\w.-]+(@sha256:[0-9a-f]{64})?( AS \w+)?$", s[0], re.I), s[0]
+        assert re.match(
+            r"FROM [\w./-]+:\d+\.\d+\.\d+-[\w.-]+(@sha256:[0-9a-f]{64})?( AS \w+)?$", s[0], re.I
+        ), s[0]
     final = st[-1]
     text = "\n".join(final)
     assert not re.search(r"\b(gcc|g\+\+|build-essential|clang|make)\b", text), "compiler in the final stage"

@@ -80,9 +80,7 @@ def validate(obj: dict[str, Any], k8s_version: str = "1.37.0") -> None:
     if key in CRD_SCHEMAS:
         errors = sorted(crd_validator(*key).iter_errors(obj), key=lambda e: list(e.path))
         if errors:
-            raise AssertionError(
-                "; ".join(f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors[:5])
-            )
+            raise AssertionError("; ".join(f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors[:5]))
         return
     kubernetes_validate.validate(obj, k8s_version, strict=True)
 
@@ -184,7 +182,10 @@ def test_socket_path_is_shared_and_matches_the_bootstrap() -> None:
     sock = grpc.removeprefix("unix:")
     boot = yaml.safe_load((K8S / "base" / "envoy.yaml").read_text())
     (gs,) = [cl for cl in boot["static_resources"]["clusters"] if cl["name"] == "gateway_stats"]
-    assert gs["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["pipe"]["path"] == sock
+    assert (
+        gs["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["pipe"]["path"]
+        == sock
+    )
     sock_dir = sock.rsplit("/", 1)[0]
     for name in ("envoy", "gateway-stats"):
         mounts = {m["mountPath"]: m["name"] for m in c[name]["volumeMounts"]}

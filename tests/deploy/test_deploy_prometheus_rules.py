@@ -23,7 +23,9 @@ def alerts() -> list[dict[str, object]]:
 
 
 def test_promtool_check_rules() -> None:
-    out = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     n = sum(len(g["rules"]) for g in yaml.safe_load(RULES.read_text())["groups"])
     assert f"SUCCESS: {n} rules found" in out.stdout
@@ -31,7 +33,11 @@ def test_promtool_check_rules() -> None:
 
 def test_promtool_unit_tests_pass_and_cover_every_alert() -> None:
     out = subprocess.run(
-        [promtool(), "test", "rules", TESTS.name], capture_output=True, text=True, timeout=120, cwd=TESTS.parent
+        [promtool(), "test", "rules", TESTS.name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=TESTS.parent,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS" in out.stdout
