@@ -17,7 +17,6 @@ What is changed for a local run, and nothing else (`local_bootstrap`, `local_env
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
 import os
@@ -27,8 +26,6 @@ import signal
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +33,10 @@ from typing import Any
 
 import pytest
 import yaml
-from deploykit import DEPLOY, kustomize, procs, promql, tool
+from deploykit import DEPLOY, get, kustomize, metric, post, procs, promql, tool, wait_for
 
 from gateway_stats.config import ConfigError, load_config
 
-CHAT = "/v1/chat/completions"
 SOCKET = "/var/run/gateway-stats/ext_proc.sock"
 # Families being built elsewhere (cost, records): queries on them are "pending" while this build does
 # not export them at all; once it does, they must return data like every other query.
@@ -197,49 +193,6 @@ class Pod:
     def start_sidecar(self) -> None:
         self.sidecar = procs._spawn("gateway-stats", self.sidecar_argv, self.workdir)
         procs.wait_http(f"http://127.0.0.1:{self.metrics}/readyz", proc=self.sidecar.popen)
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def post(port: int, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(
-            "POST", CHAT, body=json.dumps(body), headers={"content-type": "application/json", **headers}
-        )
-        r = conn.getresponse()
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
-    finally:
-        conn.close()
-
-
-def wait_for(pred: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for ln in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][\w:]*)(\{.*\})? (\S+)$", ln)
-        if not m or m.group(1) != name:
-            continue
-        pairs = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-        if all(pairs.get(k) == v for k, v in labels.items()):
-            total += float(m.group(3))
-    return total
 
 
 def _with_records(config: str, path: Path) -> tuple[str, str]:
