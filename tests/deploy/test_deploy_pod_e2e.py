@@ -212,27 +212,22 @@ def _with_records(config: str, path: Path) -> tuple[str, str]:
     return on, ""
 
 
-@pytest.fixture(scope="module")
-def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
-    objs = kustomize("base")
+def _start_pod(objs: list[dict[str, Any]], work: Path, sock_dir: Path) -> tuple[Pod, list[procs.Proc]]:
+    """Start mock, sidecar and Envoy as the manifest says (with the local substitutions above). On a
+    failure everything started is stopped, its logs printed, and the error raised."""
     (dep,) = [d for d in objs if d["kind"] == "Deployment"]
     cms = {c["metadata"]["name"]: c["data"] for c in objs if c["kind"] == "ConfigMap"}
     (bootstrap_text,) = [d["envoy.yaml"] for n, d in cms.items() if n.startswith("envoy-bootstrap")]
     containers = {c["name"]: c for c in dep["spec"]["template"]["spec"]["containers"]}
     envoy_c, gs_c = containers["envoy"], containers["gateway-stats"]
-
-    work = tmp_path_factory.mktemp("pod")
-    sock_dir = Path(f"/tmp/gs-{os.getpid()}-{time.monotonic_ns() % 10**8}")  # short: sun_path is 108 bytes
-    sock_dir.mkdir()
     socket_path = str(sock_dir / Path(SOCKET).name)
     config_text, records_pending = _with_records(
         cms["gateway-stats-config"]["config.yaml"], work / "records.sqlite"
     )
     cm_dir = ConfigMapDir(work / "etc-gateway-stats", {"config.yaml": config_text})
-    listen, admin, stats, metrics_port = (procs.free_port() for _ in range(4))
+    listen, admin, stats, metrics_port, mock_port = (procs.free_port() for _ in range(5))
     started: list[procs.Proc] = []
     try:
-        mock_port = procs.free_port()
         mock = procs._spawn(
             "mockllm",
             [sys.executable, "-m", "gateway_stats.mockllm", "--listen", f"127.0.0.1:{mock_port}"],
@@ -270,29 +265,50 @@ def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
         started.append(envoy)
         # the readiness probe's path, through the stats listener as the kubelet reaches it
         procs.wait_http(f"http://127.0.0.1:{stats}/ready", timeout=30, proc=envoy.popen)
-        p = Pod(
-            work,
-            sidecar_argv,
-            cm_dir,
-            config_text,
-            envoy,
-            sidecar,
-            mock,
-            listen,
-            stats,
-            metrics_port,
-            mock_port,
-            records_pending,
-        )
-        yield p
-        started.append(p.sidecar)  # possibly restarted by a test
     except Exception:
-        for proc in started:
-            print(f"--- {proc.name} ---\n{proc.log_text()[-3000:]}")
-        raise
-    finally:
         for proc in reversed(started):
             proc.stop()
+            print(f"--- {proc.name} ---\n{proc.log_text()[-3000:]}")
+        raise
+    pod = Pod(
+        work,
+        sidecar_argv,
+        cm_dir,
+        config_text,
+        envoy,
+        sidecar,
+        mock,
+        listen,
+        stats,
+        metrics_port,
+        mock_port,
+        records_pending,
+    )
+    return pod, started
+
+
+@pytest.fixture(scope="module")
+def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
+    objs = kustomize("base")
+    sock_dir = Path(f"/tmp/gs-{os.getpid()}-{time.monotonic_ns() % 10**8}")  # short: sun_path is 108 bytes
+    sock_dir.mkdir()
+    try:
+        # A port from free_port() can be taken by another process before ours binds it: start again on
+        # fresh ports (as gateway_stats' own test rig does).
+        for attempt in range(1, 4):
+            try:
+                p, started = _start_pod(objs, tmp_path_factory.mktemp("pod"), sock_dir)
+                break
+            except Exception as exc:
+                if attempt == 3:
+                    raise
+                print(f"pod start failed (attempt {attempt}: {exc}); retrying on fresh ports")
+        try:
+            yield p
+        finally:
+            for proc in reversed([*started, p.sidecar]):  # the sidecar may have been restarted by a test
+                proc.stop()
+    finally:
         shutil.rmtree(sock_dir, ignore_errors=True)
 
 

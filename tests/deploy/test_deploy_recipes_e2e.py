@@ -172,6 +172,44 @@ def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         p.stop()
 
 
+def _start(
+    objs: list[dict[str, Any]], work: Path, mock: int, lua: bool
+) -> tuple[Processor, procs.Proc, int, int, Path]:
+    """The processor as its Deployment says, and an Envoy with the recipe's EnvoyFilters applied."""
+    (dep,) = [d for d in objs if d["kind"] == "Deployment"]
+    (gs,) = dep["spec"]["template"]["spec"]["containers"]
+    (cm,) = [c for c in objs if c["kind"] == "ConfigMap" and c["metadata"]["name"] == "gateway-stats-config"]
+    work.mkdir(parents=True)
+    processor = Processor(work, gs["args"], cm["data"]["config.yaml"])
+    try:
+        listen, admin = procs.free_port(), procs.free_port()
+        log = work / "access.log"
+        boot = gateway_bootstrap(listen, admin, mock, log)
+        apply_envoyfilters(boot, [o for o in objs if o["kind"] == "EnvoyFilter"], processor.grpc)
+        hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        names = [f["name"] for f in hcm["http_filters"]]
+        assert names == [*(["envoy.filters.http.lua"] if lua else []), "envoy.filters.http.ext_proc",
+                         "envoy.filters.http.router"]  # fmt: skip
+        cfg = work / "envoy.yaml"
+        cfg.write_text(yaml.safe_dump(boot, sort_keys=False))
+        envoy = procs._spawn(
+            "envoy",
+            [procs.envoy_binary(), "-c", str(cfg), "--concurrency", "1", "--disable-hot-restart",
+             "--file-flush-interval-msec", "100", "--log-level", "warn"],
+            work,
+        )  # fmt: skip
+        try:
+            procs.wait_http(f"http://127.0.0.1:{admin}/ready", timeout=30, proc=envoy.popen)
+        except Exception:
+            envoy.stop()
+            print(f"--- envoy ---\n{envoy.log_text()[-3000:]}")
+            raise
+    except Exception:
+        processor.proc.stop()
+        raise
+    return processor, envoy, listen, admin, log
+
+
 @pytest.mark.parametrize(
     ("recipe", "ai_log_field"),
     [
@@ -184,30 +222,17 @@ def test_recipe_envoyfilters_observe_a_call(
     recipe: str, ai_log_field: str, mock: int, tmp_path: Path
 ) -> None:
     objs = kustomize(recipe)
-    (dep,) = [d for d in objs if d["kind"] == "Deployment"]
-    (gs,) = dep["spec"]["template"]["spec"]["containers"]
-    (cm,) = [c for c in objs if c["kind"] == "ConfigMap" and c["metadata"]["name"] == "gateway-stats-config"]
-    processor = Processor(tmp_path, gs["args"], cm["data"]["config.yaml"])
-    envoy = None
+    for attempt in range(1, 4):  # a free port taken before our process bound it: again, on fresh ports
+        try:
+            processor, envoy, listen, admin, log = _start(
+                objs, tmp_path / f"try{attempt}", mock, lua=ai_log_field == "ai_log"
+            )
+            break
+        except (TimeoutError, RuntimeError) as exc:
+            if attempt == 3:
+                raise
+            print(f"start failed (attempt {attempt}: {exc}); retrying on fresh ports")
     try:
-        listen, admin = procs.free_port(), procs.free_port()
-        log = tmp_path / "access.log"
-        boot = gateway_bootstrap(listen, admin, mock, log)
-        apply_envoyfilters(boot, [o for o in objs if o["kind"] == "EnvoyFilter"], processor.grpc)
-        hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        names = [f["name"] for f in hcm["http_filters"]]
-        lua = ["envoy.filters.http.lua"] if ai_log_field == "ai_log" else []
-        assert names == [*lua, "envoy.filters.http.ext_proc", "envoy.filters.http.router"]
-        cfg = tmp_path / "envoy.yaml"
-        cfg.write_text(yaml.safe_dump(boot, sort_keys=False))
-        envoy = procs._spawn(
-            "envoy",
-            [procs.envoy_binary(), "-c", str(cfg), "--concurrency", "1", "--disable-hot-restart",
-             "--file-flush-interval-msec", "100", "--log-level", "warn"],
-            tmp_path,
-        )  # fmt: skip
-        procs.wait_http(f"http://127.0.0.1:{admin}/ready", timeout=30, proc=envoy.popen)
-
         body = {"model": "qwen-max", "messages": [{"role": "user", "content": "hello there"}]}
         status, _, raw = post(listen, body, {"x-mock-chat-id": f"{recipe}-1", "x-mse-consumer": "alice"})
         assert status == 200
@@ -250,6 +275,5 @@ def test_recipe_envoyfilters_observe_a_call(
         assert metric(stats, "envoy_http_ext_proc_streams_started") == 1
         assert metric(stats, "envoy_http_ext_proc_failure_mode_allowed") == 0
     finally:
-        if envoy is not None:
-            envoy.stop()
+        envoy.stop()
         processor.proc.stop()
