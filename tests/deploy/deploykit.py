@@ -1,7 +1,6 @@
 """Helpers shared by the deploy tests: external tools, kustomize builds, the process rig, PromQL.
 
-The process rig is imported here only, so moving it (issue 9: gateway_stats/testing/procs.py) is a
-one-line change for every deploy test.
+The process rig (gateway_stats/testing/procs.py) is imported here only: if it moves, one line changes.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway_stats import procs  # issue 9 moves it: from gateway_stats.testing import procs
+from gateway_stats.testing import procs
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

@@ -24,7 +24,7 @@ from deploykit import DEPLOY, K8S, KUSTOMIZATIONS, kustomize
 
 from gateway_stats.cli import main as cli_main
 from gateway_stats.config import load_config
-from gateway_stats.envoy_bootstrap import EnvoyOptions, bootstrap
+from gateway_stats.envoy.bootstrap import EnvoyOptions, bootstrap
 
 K8S_VERSIONS = ("1.30.0", "1.33.0", "1.37.0")
 CRD_SCHEMAS = {

@@ -230,7 +230,7 @@ def _start_pod(objs: list[dict[str, Any]], work: Path, sock_dir: Path) -> tuple[
     try:
         mock = procs._spawn(
             "mockllm",
-            [sys.executable, "-m", "gateway_stats.mockllm", "--listen", f"127.0.0.1:{mock_port}"],
+            [sys.executable, "-m", "gateway_stats.testing.mockllm", "--listen", f"127.0.0.1:{mock_port}"],
             work,
         )
         started.append(mock)
