@@ -163,7 +163,9 @@ def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     work = tmp_path_factory.mktemp("mock")
     port = procs.free_port()
     p = procs._spawn(
-        "mockllm", [sys.executable, "-m", "gateway_stats.testing.mockllm", "--listen", f"127.0.0.1:{port}"], work
+        "mockllm",
+        [sys.executable, "-m", "gateway_stats.testing.mockllm", "--listen", f"127.0.0.1:{port}"],
+        work,
     )
     try:
         procs.wait_http(f"http://127.0.0.1:{port}/healthz", proc=p.popen)
