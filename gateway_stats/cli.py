@@ -73,6 +73,7 @@ def _envoy_config(args: argparse.Namespace) -> int:
         listen=args.listen,
         upstream=args.upstream,
         upstream_tls=args.upstream_tls,
+        upstream_ca=args.upstream_ca,
         processor=args.processor,
         admin=args.admin,
         access_log=args.access_log,
@@ -147,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--upstream", default="127.0.0.1:8081", help="the LLM upstream HOST:PORT")
     e.add_argument(
         "--upstream-tls", action="store_true", help="TLS to the upstream (SNI and Host = its name)"
+    )
+    e.add_argument(
+        "--upstream-ca",
+        default="/etc/ssl/certs/ca-certificates.crt",
+        metavar="FILE",
+        help="with --upstream-tls: CA bundle that verifies the upstream's certificate, which must also "
+        "name the upstream host; '' disables verification (default: %(default)s)",
     )
     e.add_argument(
         "--processor",

@@ -58,6 +58,9 @@ class EnvoyOptions:
     listen: str = "127.0.0.1:10000"
     upstream: str = "127.0.0.1:8081"
     upstream_tls: bool = False
+    # CA bundle Envoy verifies the upstream's certificate against (and the certificate must name the
+    # upstream host). Debian/Ubuntu/distroless path; "" turns verification off (never for real traffic).
+    upstream_ca: str = "/etc/ssl/certs/ca-certificates.crt"
     processor: str = "127.0.0.1:18080"
     admin: str = "127.0.0.1:9901"
     access_log: str = "/dev/stdout"
@@ -84,7 +87,9 @@ def _endpoint(addr: str) -> dict[str, Any]:
     return _socket(addr)
 
 
-def _cluster(name: str, addr: str, *, http2: bool = False, tls_sni: str | None = None) -> dict[str, Any]:
+def _cluster(
+    name: str, addr: str, *, http2: bool = False, tls_sni: str | None = None, tls_ca: str = ""
+) -> dict[str, Any]:
     """`addr` may list several endpoints, comma-separated (one per gateway-stats process)."""
     addrs = [a.strip() for a in addr.split(",") if a.strip()]
     is_ip = all(a.startswith("unix:") or split_host_port(a)[0].replace(".", "").isdigit() for a in addrs)
@@ -105,13 +110,19 @@ def _cluster(name: str, addr: str, *, http2: bool = False, tls_sni: str | None =
             }
         }
     if tls_sni is not None:
-        c["transport_socket"] = {
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                "sni": tls_sni,
-            },
+        tls: dict[str, Any] = {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": tls_sni,
         }
+        if tls_ca:
+            # Without a validation context Envoy accepts any certificate: verify the chain and the name.
+            tls["common_tls_context"] = {
+                "validation_context": {
+                    "trusted_ca": {"filename": tls_ca},
+                    "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": tls_sni}}],
+                }
+            }
+        c["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": tls}
     return c
 
 
@@ -263,7 +274,9 @@ def bootstrap(o: EnvoyOptions) -> dict[str, Any]:
     if o.tracing_collector:
         hcm["tracing"] = tracing(o)
     clusters = [
-        _cluster("llm_upstream", o.upstream, tls_sni=up_host if o.upstream_tls else None),
+        _cluster(
+            "llm_upstream", o.upstream, tls_sni=up_host if o.upstream_tls else None, tls_ca=o.upstream_ca
+        ),
         _cluster("gateway_stats", o.processor, http2=True),
     ]
     # Each observed request holds one gRPC stream: the default max_requests (1024) would cap them.
