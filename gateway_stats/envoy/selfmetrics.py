@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gateway_stats.config.store import ConfigStore
@@ -115,3 +115,11 @@ class ReloadCollector(Collector):
         c.add_metric(["ok"], self.store.reloads_ok)
         c.add_metric(["failed"], self.store.reloads_failed)
         yield c
+        # 0 while the file on disk is a rejected version (the last good config is in force): an alert
+        # on it holds for as long as the bad file stays, unlike one on the counter's increase.
+        g = GaugeMetricFamily(
+            "gateway_stats_config_file_valid",
+            "1 when the config file on disk is the config in force, 0 while its latest version is rejected",
+        )
+        g.add_metric([], 0 if self.store.last_error is not None else 1)
+        yield g
