@@ -4,39 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
-from typing import Any
+
+from driver import MS, chat_chunk, start
 
 from gateway_stats.config import default_config
 from gateway_stats.core.observer import CallObserver
-
-MS = 1_000_000
-
-
-def chat_chunk(
-    content: str | None = None,
-    *,
-    finish: str | None = None,
-    usage: dict[str, Any] | None = None,
-    model: str = "gpt-4o-mini",
-) -> bytes:
-    doc: dict[str, Any] = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": model}
-    if usage is not None:
-        doc["choices"] = []
-        doc["usage"] = usage
-    else:
-        delta = {"content": content} if content is not None else {}
-        doc["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}]
-    return b"data: " + json.dumps(doc).encode() + b"\n\n"
-
-
-def start(obs: CallObserver, body: dict[str, Any], path: str = "/v1/chat/completions", t: int = 0) -> None:
-    obs.on_request_headers(
-        {":method": "POST", ":path": path, ":authority": "llm.local", "x-mse-consumer": "team-a"},
-        {"xds.route_name": "r1", "xds.cluster_name": "c1", "request.id": "rid-1"},
-        False,
-        t,
-    )
-    obs.on_request_body(json.dumps(body).encode(), True, t + 1 * MS)
 
 
 def test_json_chat_record_and_ai_log() -> None:

@@ -7,8 +7,8 @@ import math
 from typing import Any
 
 import pytest
+from driver import MS, chat_chunk, start
 from prometheus_client.parser import text_string_to_metric_families
-from test_observer import MS, chat_chunk, start
 
 from gateway_stats.config import (
     BUILTIN_METRIC_LABELS,
