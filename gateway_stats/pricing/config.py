@@ -85,7 +85,7 @@ def parse_pricing(
     p = Problems(source)
     cfg = _parse(p, raw, path, base_dir, os.environ if environ is None else environ)
     if p.errors:
-        from gateway_stats.config import ConfigError  # deferred: that module brings asyncio along
+        from gateway_stats.config import ConfigError  # deferred: config imports this module (cycle)
 
         raise ConfigError(p.errors)
     return cfg

@@ -47,7 +47,6 @@ _TIERED_PREFIXES = (
 _TIER_KEY = re.compile(rf"^({'|'.join(_TIERED_PREFIXES)})_above_(\d+)(k?)_tokens$")
 # LiteLLM bills the higher tier from the threshold itself for these providers (>=, not >).
 _INCLUSIVE_THRESHOLD_PROVIDERS = frozenset({"xai"})
-_TIERED_PRICING_FIELDS = (*TOKEN_KEYS, "range")
 
 
 def is_applied_key(key: object) -> bool:
@@ -95,7 +94,11 @@ def parse_entry(
                 tiers.setdefault(threshold, {})[TOKEN_KEYS[m.group(1)]] = d
         elif key == "tiered_pricing":
             has_price_key = True
-            ranged = _parse_tiered_pricing(value, p, kp)
+            got = _parse_tiered_pricing(value, p, kp)
+            if got is None:
+                ignored.append(key)
+            else:
+                ranged = got
         elif is_price_key(key):
             has_price_key = True
             if value is not None:
@@ -121,25 +124,26 @@ def parse_entry(
     )
 
 
-def _parse_tiered_pricing(value: object, p: Problems, path: str) -> dict[int, dict[str, Decimal]]:
+def _parse_tiered_pricing(value: object, p: Problems, path: str) -> dict[int, dict[str, Decimal]] | None:
     """`tiered_pricing: [{range: [lo, hi], input_cost_per_token, …}, …]` (LiteLLM, e.g. DashScope).
 
     A call with `lo < input <= hi` is billed at that tier (above the last range: the last tier), every
     token of it; as `Tier(threshold=lo)`. LiteLLM's fallbacks: a cache price the tier lacks is the
-    tier's input price, a reasoning price the tier's output price (when it sets one).
+    tier's input price, a reasoning price the tier's output price (when it sets one). Tiers of other
+    units (per query, ...) have no `input_cost_per_token` and are ignored, as LiteLLM's token pricing
+    ignores them; None when no tier is a token tier.
     """
-    out: dict[int, dict[str, Decimal]] = {}
     if value is None:
-        return out
+        return {}
     if not isinstance(value, list):
         p.error(path, f"expected a list of tiers, got {describe(value)}")
-        return out
+        return {}
+    out: dict[int, dict[str, Decimal]] = {}
     for i, item in enumerate(value):
         ip = at(path, i)
         m = p.mapping(item, ip)
-        if m is None:
+        if m is None or m.get("input_cost_per_token") is None:
             continue
-        p.fields(m, ip, _TIERED_PRICING_FIELDS)
         rng = m.get("range")
         lo: Decimal | None = None
         if not (isinstance(rng, list) and len(rng) == 2):
@@ -152,17 +156,14 @@ def _parse_tiered_pricing(value: object, p: Problems, path: str) -> dict[int, di
             d = p.price(m.get(key), join(ip, key))
             if d is not None:
                 prices[field] = d
-        if "input" not in prices:
-            p.error(ip, "a tier needs input_cost_per_token")
-            continue
-        if lo is None:
+        if lo is None or "input" not in prices:
             continue
         prices.setdefault("cache_read", prices["input"])
         prices.setdefault("cache_write", prices["input"])
         if "output" in prices:
             prices.setdefault("reasoning", prices["output"])
         out[int(lo)] = prices
-    return out
+    return out or None
 
 
 def parse_document(
