@@ -117,6 +117,11 @@ class Catalogue:
         if builtin is not None:
             self.sources.append(("built-in", builtin))
         self._routes = any(o.route is not None for o in self.overrides)
+        # Whether a price is per character: only then is a call's request text counted (chars.py).
+        self.has_char_prices = any(
+            p.unit == "char_without_whitespace"
+            for p in (*(model_rates or {}).values(), *(files or {}).values(), *(o.price for o in overrides))
+        )
         self._cache: dict[tuple[str, str, str, str], ModelPrice | None] = {}
         self._cache_size = cache_size
 
@@ -148,6 +153,32 @@ class Catalogue:
             self._cache.clear()  # model names come from clients: bounded
         self._cache[key] = price
         return price
+
+    def candidates(
+        self, model: str, *, route: str = "", provider: str = ""
+    ) -> list[tuple[str, str, ModelPrice]]:
+        """Every price listed for `model` (and its alias), highest precedence first, as (layer, name,
+        price); the first one is what a call to `model` on `route` is priced at. For `prices`."""
+        names = self.names(model, None)
+        out: list[tuple[str, str, ModelPrice]] = []
+        for n in names:
+            o = self._by_route_model.get((route, n))
+            if o is not None:
+                out.append(("override (route and model)", n, o.price))
+        o = self._by_route.get(route)
+        if o is not None:
+            out.append(("override (route)", "", o.price))
+        for n in names:
+            o = self._by_model.get(n)
+            if o is not None:
+                out.append(("override (model)", n, o.price))
+        for layer, source in self.sources:
+            for n in names:
+                price = source.lookup(n, provider)
+                if price is not None:
+                    out.append((layer, n, price))
+                    break
+        return out
 
     def _resolve(self, names: list[str], route: str, provider: str) -> ModelPrice | None:
         for n in names:

@@ -58,14 +58,21 @@ class PricingConfig:
     aliases: Mapping[str, str] = field(default_factory=dict)
     currency: str = DEFAULT_CURRENCY
 
+    # Built once per config (a reload builds a new one): its per-model cache lives as long as the config.
+    _catalogue: Catalogue | None = field(default=None, init=False, repr=False, compare=False)
+
     def catalogue(self) -> Catalogue:
-        return Catalogue(
-            overrides=self.overrides,
-            aliases=self.aliases,
-            model_rates=self.model_rates,
-            files=merged(f.prices for f in self.files),
-            builtin=BUILTIN if self.builtin else None,
-        )
+        cat = self._catalogue
+        if cat is None:
+            cat = Catalogue(
+                overrides=self.overrides,
+                aliases=self.aliases,
+                model_rates=self.model_rates,
+                files=merged(f.prices for f in self.files),
+                builtin=BUILTIN if self.builtin else None,
+            )
+            object.__setattr__(self, "_catalogue", cat)  # frozen: set once, a cache
+        return cat
 
     @property
     def file_paths(self) -> tuple[str, ...]:
