@@ -38,9 +38,7 @@ def describe_price(price: ModelPrice, indent: str = "  ") -> list[str]:
                 lines.append(f"{indent}{f:<12} (none: 0)")
         for tier in price.tiers:
             op = ">=" if price.tier_inclusive else ">"
-            parts = [
-                f"{f} {_amount(getattr(tier, f))}" for f in TOKEN_FIELDS if getattr(tier, f) is not None
-            ]
+            parts = [f"{f} {_amount(getattr(tier, f))}" for f in TOKEN_FIELDS if getattr(tier, f) is not None]
             lines.append(f"{indent}when input tokens {op} {tier.threshold}: {', '.join(parts)}")
     if price.ignored:
         lines.append(f"{indent}not applied: {', '.join(price.ignored)}")
@@ -60,6 +58,6 @@ def explain(catalogue: Catalogue, model: str, *, route: str = "", provider: str 
     lines = [f"{head}: priced by {layer} — {price.source}{listed} ({unit}, {price.currency})"]
     lines += describe_price(price)
     for layer, _, price in found[1:]:
-        listed = f" as {price.key}" if price.key else ""
+        listed = f" as {price.key}" if price.key and price.key != model else ""
         lines.append(f"also listed (lower precedence, not used): {layer} — {price.source}{listed}")
     return lines
