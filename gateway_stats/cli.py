@@ -1,4 +1,4 @@
-"""The `gateway-stats` command line: serve, check-config, envoy-config, demo, mock-llm."""
+"""The `gateway-stats` command line: serve, check-config, prices, envoy-config, demo, mock-llm."""
 
 from __future__ import annotations
 
@@ -14,6 +14,14 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway_stats.config import ConfigError, load_config
     from gateway_stats.envoy.server import ServeOptions, serve
 
+    if not args.config:
+        from gateway_stats.config import default_config
+
+        try:
+            default_config()  # prices from the MODEL_RATES environment variable, when set
+        except ConfigError as e:
+            print(f"gateway-stats: invalid pricing:\n{e}", file=sys.stderr)
+            return 1
     if args.config:
         try:
             cfg = load_config(args.config)
@@ -62,7 +70,36 @@ def _check_config(args: argparse.Namespace) -> int:
             print(f"{path}: cannot read: {e.strerror or e}", file=sys.stderr)
             rc = 1
             continue
-        print(f"{path}: ok ({len(cfg.default.attributes)} attributes, {len(cfg.match_rules)} match rules)")
+        pr = cfg.extensions.pricing
+        priced = sum(len(f.prices) for f in pr.files)
+        prices = f"{len(pr.files)} price files ({priced} models)" if pr.files else "no price files"
+        if pr.model_rates:
+            prices += f", {len(pr.model_rates)} MODEL_RATES ({pr.model_rates_from})"
+        if pr.overrides:
+            prices += f", {len(pr.overrides)} price overrides"
+        print(
+            f"{path}: ok ({len(cfg.default.attributes)} attributes, {len(cfg.match_rules)} match rules, "
+            f"{prices})"
+        )
+    return rc
+
+
+def _prices(args: argparse.Namespace) -> int:
+    from gateway_stats.config import ConfigError, default_config, load_config
+    from gateway_stats.pricing.explain import explain
+
+    try:
+        cfg = load_config(args.config) if args.config else default_config()
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    catalogue = cfg.extensions.pricing.catalogue()
+    rc = 0
+    for model in args.model:
+        lines = explain(catalogue, model, route=args.route or "", provider=args.provider or "")
+        print("\n".join(lines))
+        if not catalogue.candidates(model, route=args.route or "", provider=args.provider or ""):
+            rc = 1
     return rc
 
 
@@ -142,6 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="validate config files; exit 1 naming each bad field")
     c.add_argument("files", nargs="+")
     c.set_defaults(func=_check_config)
+
+    pr = sub.add_parser(
+        "prices", help="what a model is priced at: each price and its source (genai-prices, files, ...)"
+    )
+    pr.add_argument("--model", action="append", required=True, help="model name (repeat for several)")
+    pr.add_argument("--config", help="config file whose gateway_stats.pricing block applies")
+    pr.add_argument("--route", help="Envoy route name, for route overrides")
+    pr.add_argument(
+        "--provider",
+        choices=["openai", "anthropic", "gcp.gemini"],
+        help="the API the calls use (helps the built-in lookup, e.g. text-embedding-3-small)",
+    )
+    pr.set_defaults(func=_prices)
 
     e = sub.add_parser("envoy-config", help="print an Envoy bootstrap with gateway-stats attached")
     e.add_argument("--listen", default="0.0.0.0:10000", help="where Envoy listens for LLM traffic")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import re
 import signal
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,18 @@ TRAFFIC: list[tuple[str, str, dict[str, Any], dict[str, str]]] = [
             "messages": [{"role": "user", "content": "Say hi"}],
         },
         {"x-mock-events": "4"},
+    ),
+    (
+        "gemini generateContent, SSE, with thoughts and cached tokens",
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        {"contents": [{"role": "user", "parts": [{"text": "Why is the sky blue?"}]}]},
+        {"x-mock-events": "5", "x-mock-reasoning-tokens": "40", "x-mock-cached-tokens": "3"},
+    ),
+    (
+        "a model no price source knows",
+        "/v1/chat/completions",
+        {"model": "my-private-model", "messages": [{"role": "user", "content": "hi"}]},
+        {},
     ),
     (
         "upstream error 429",
@@ -89,8 +103,53 @@ def _metrics_excerpt(url: str) -> list[str]:
         "gen_ai_client_operation_duration_seconds_count",
         "gateway_stats_calls",
         "gateway_stats_records",
+        "gateway_stats_cost_total",
+        "gateway_stats_unpriced_calls_total",
     )
     return [ln for ln in text.splitlines() if ln.startswith(keep)]
+
+
+def _costs(lines: list[str]) -> list[str]:
+    """One line per call: its model and the exact cost of its ai_log (numbers read as Decimals)."""
+    out = []
+    for ln in lines:
+        try:
+            ai = json.loads(json.loads(ln)["ai_log"], parse_float=Decimal)
+        except (ValueError, KeyError, TypeError):
+            continue
+        model = ai.get("model", "?")
+        if ai.get("cost") is not None:
+            what = f"{ai['cost']:f} {ai.get('cost_currency', '')}"
+        elif "cost" in ai:
+            what = "cost: null — no price for this model (gateway_stats_unpriced_calls_total)"
+        else:
+            what = "no usage reported: not priced"
+        out.append(f"  {model:<24} {what}")
+    return out
+
+
+def _cost_by_model(url: str) -> str:
+    """`sum by (ai_model, currency) (gateway_stats_cost_total)`, summed exactly from the scrape."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    sums: dict[tuple[str, str], Decimal] = {}
+    for ln in text.splitlines():
+        m = re.match(r"^gateway_stats_cost_total\{(.*)\} (\S+)$", ln)
+        if not m:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        key = (labels.get("ai_model", ""), labels.get("currency", ""))
+        sums[key] = sums.get(key, Decimal(0)) + Decimal(m.group(2))
+    if not sums:
+        return "Cost by model: (nothing priced)"
+    parts = [f"{model} {total:f} {cur}" for (model, cur), total in sorted(sums.items())]
+    totals: dict[str, Decimal] = {}
+    for (_, cur), v in sums.items():
+        totals[cur] = totals.get(cur, Decimal(0)) + v
+    total = ", ".join(f"{v:f} {cur}" for cur, v in sorted(totals.items()))
+    return f"Cost by model (gateway_stats_cost_total): {'; '.join(parts)} — total {total}"
 
 
 def run_demo(keep_running: bool | None = None, workdir: Path | None = None) -> int:
@@ -125,6 +184,10 @@ def run_demo(keep_running: bool | None = None, workdir: Path | None = None) -> i
                     k: (v[:60] + "…" if isinstance(v, str) and len(v) > 60 else v) for k, v in ai.items()
                 }
                 print("  → " + json.dumps(short, ensure_ascii=False, sort_keys=True))
+        print("\nCost of each call (the ai_log's exact `cost`; prices from genai-prices, built in):")
+        for ln in _costs(lines):
+            print(ln)
+        print(_cost_by_model(stack.metrics_url))
         print(f"\nExcerpt of {stack.metrics_url}:")
         for ln in _metrics_excerpt(stack.metrics_url):
             print(f"  {ln}")

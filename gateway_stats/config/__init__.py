@@ -14,7 +14,8 @@ Where things live: `model.py` (the dataclasses and constants), `schema.py` (the 
 reloading `ConfigStore`; imported on its own, as it is the only module here that uses asyncio).
 A new field of ours goes into `extensions.py` (parser) and `model.py` (its dataclass).
 
-May import `gateway_stats.core.gjson` (to check paths) and PyYAML; nothing else of the package.
+May import `gateway_stats.core.gjson` (to check paths), `gateway_stats.pricing` (the `pricing` block's
+parser, which reads the price files) and PyYAML; nothing else of the package.
 """
 
 from gateway_stats.config.documents import load_config, parse_config, parse_text

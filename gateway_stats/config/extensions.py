@@ -1,7 +1,9 @@
-"""Our own settings under `gateway_stats:` (consumer header, limits, metrics, tracing, ai_log file)."""
+"""Our own settings under `gateway_stats:` (consumer header, limits, metrics, tracing, ai_log file,
+pricing)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,11 +22,20 @@ from gateway_stats.config.model import (
     MetricsConfig,
     TracingConfig,
 )
-from gateway_stats.config.schema import Reader, at_index, describe, join_path, suggest
+from gateway_stats.config.schema import ConfigError, Reader, at_index, describe, join_path, suggest
+from gateway_stats.pricing.config import PricingConfig, parse_pricing
 
 # --------------------------------------------------------------------------------------- extensions
 
-EXTENSION_FIELDS = ("consumer_header", "metadata_namespace", "limits", "metrics", "tracing", "ai_log_file")
+EXTENSION_FIELDS = (
+    "consumer_header",
+    "metadata_namespace",
+    "limits",
+    "metrics",
+    "tracing",
+    "ai_log_file",
+    "pricing",
+)
 LIMIT_FIELDS = ("max_request_body_bytes", "max_event_bytes", "max_attribute_bytes", "max_response_body_bytes")
 METRICS_FIELDS = (
     "profiles",
@@ -133,9 +144,20 @@ def _parse_metrics(r: Reader, m: Mapping[str, Any], path: str, attribute_keys: s
     )
 
 
+def _parse_pricing(r: Reader, value: object, path: str) -> PricingConfig:
+    """The pricing block (read even when absent: MODEL_RATES may come from the environment); price files
+    are relative to the config file's folder."""
+    base_dir = os.path.dirname(os.path.abspath(r.source)) if not r.source.startswith("<") else None
+    try:
+        return parse_pricing(value, path, source=r.source, base_dir=base_dir)
+    except ConfigError as exc:
+        r.errors.extend(exc.errors)
+        return PricingConfig()
+
+
 def parse_extensions(r: Reader, value: object, path: str, attribute_keys: set[str]) -> Extensions:
     if value is None:
-        return Extensions()
+        return Extensions(pricing=_parse_pricing(r, None, join_path(path, "pricing")))
     m = r.mapping(value, path)
     if m is None:
         return Extensions()
@@ -170,4 +192,5 @@ def parse_extensions(r: Reader, value: object, path: str, attribute_keys: set[st
         limits=limits,
         metrics=_parse_metrics(r, m, path, attribute_keys),
         tracing=tracing,
+        pricing=_parse_pricing(r, m.get("pricing"), join_path(path, "pricing")),
     )

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from gateway_stats.pricing.config import PricingConfig
+
 if TYPE_CHECKING:
     from gateway_stats.config.match_rules import MatchRule
 
@@ -80,6 +82,8 @@ METRIC_FAMILIES = (
     *(HIGRESS_METRIC_PREFIX + n for n in HIGRESS_METRICS),
     *METRIC_FAMILY_ALIASES.values(),
     "gateway_stats_calls_total",
+    "gateway_stats_cost_total",
+    "gateway_stats_unpriced_calls_total",
 )
 # Labels our metric families already carry (Prometheus spelling); extra labels must not reuse them.
 BUILTIN_METRIC_LABELS = frozenset(
@@ -88,6 +92,8 @@ BUILTIN_METRIC_LABELS = frozenset(
         "ai_cluster",
         "ai_model",
         "ai_consumer",
+        "currency",
+        "reason",
         "gen_ai_operation_name",
         "gen_ai_provider_name",
         "gen_ai_system",
@@ -218,6 +224,7 @@ class Extensions:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tracing: TracingConfig = field(default_factory=TracingConfig)
     ai_log_file: str | None = None  # "-" = stdout
+    pricing: PricingConfig = field(default_factory=PricingConfig)  # money cost (gateway_stats/pricing/)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ plugin config is built from raw fields over them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ from gateway_stats.config.model import (
     Extensions,
     PluginConfig,
 )
+from gateway_stats.pricing.config import MODEL_RATES_ENV, PricingConfig, parse_pricing
 
 # --------------------------------------------------------------------------------------- presets
 
@@ -115,5 +117,9 @@ def inherit(default_raw: Mapping[str, Any], rule_raw: Mapping[str, Any]) -> dict
 
 
 def default_config() -> Config:
-    """What runs without --config: the Higress default plugin config (no attributes, usage on)."""
-    return Config(default=build_plugin({}), match_rules=(), extensions=Extensions(), source="<default>")
+    """What runs without --config: the Higress default plugin config (no attributes, usage on), and
+    prices from genai-prices plus AI DIAL's `MODEL_RATES` environment variable when it is set."""
+    pricing = parse_pricing(None, source="<default>") if os.environ.get(MODEL_RATES_ENV) else PricingConfig()
+    return Config(
+        default=build_plugin({}), match_rules=(), extensions=Extensions(pricing=pricing), source="<default>"
+    )

@@ -1,5 +1,7 @@
 """The live config of a running sidecar: reloaded when the file changes (a ConfigMap's symlink swap
-included, since the file is stat'ed through its links), keeping the last good config on error.
+included, since the file is stat'ed through its links), keeping the last good config on error. The
+price files the config lists (`gateway_stats.pricing.files`) are watched too: a change to one reloads
+the whole config, so prices are validated and swapped with it.
 """
 
 from __future__ import annotations
@@ -48,11 +50,22 @@ class ConfigStore:
             with contextlib.suppress(OSError):  # load_config below reports it
                 self._signature = self._stat(path)
             self.current = load_config(path)
+        self._files_signature = self._stat_files(self.current.extensions.pricing.file_paths)
 
     @staticmethod
     def _stat(path: str) -> tuple[object, ...]:
         st = os.stat(path)
         return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    @classmethod
+    def _stat_files(cls, paths: tuple[str, ...]) -> tuple[object, ...]:
+        out: list[object] = []
+        for p in paths:
+            try:
+                out.append((p, *cls._stat(p)))
+            except OSError as exc:
+                out.append((p, "unreadable", exc.errno))
+        return tuple(out)
 
     def _failed(self, message: str) -> None:
         self.reloads_failed += 1
@@ -71,14 +84,19 @@ class ConfigStore:
                 self._signature = gone
                 self._failed(f"{self.path}: cannot stat: {exc.strerror or exc}")
             return False
-        if signature == self._signature:
+        files = self._stat_files(self.current.extensions.pricing.file_paths)
+        if signature == self._signature and files == self._files_signature:
             return False
         self._signature = signature
+        self._files_signature = files
         try:
             config = load_config(self.path)
         except (ConfigError, OSError, yaml.YAMLError) as exc:
             self._failed(str(exc))
             return False
+        paths = config.extensions.pricing.file_paths
+        if paths != self.current.extensions.pricing.file_paths:
+            self._files_signature = self._stat_files(paths)
         self.current = config
         self.reloads_ok += 1
         self.last_error = None

@@ -8,6 +8,7 @@ Our own additions are listed in EXTRA_KEYS and never rename a Higress key.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -16,7 +17,7 @@ from gateway_stats.core.attributes import truncate_for_log
 from gateway_stats.core.record import CallRecord
 
 # Keys gateway-stats adds beyond Higress (documented in docs/ai_log.md).
-EXTRA_KEYS = ("llm_first_content_duration", "gateway_stats_caps_hit")
+EXTRA_KEYS = ("llm_first_content_duration", "gateway_stats_caps_hit", "cost", "cost_currency")
 
 
 def api_name(route: str) -> str:
@@ -68,14 +69,30 @@ def build_ai_log(rec: CallRecord, value_length_limit: int = 32000) -> dict[str, 
         if v is None and d.get(key) is not None:
             continue  # an unresolved attribute (e.g. `model` from another API's path) never blanks our field
         d[key] = truncate_for_log(v, value_length_limit)
+    if rec.cost is not None:
+        d["cost"] = rec.cost  # an exact Decimal, written as a JSON number by dumps()
+        d["cost_currency"] = rec.cost_currency
+    elif u.known and "unpriced_reason" in rec.extra:
+        d["cost"] = None  # usage but no price: never a silent 0
     if rec.caps_hit:
         d["gateway_stats_caps_hit"] = list(rec.caps_hit)
     return d
 
 
+def decimal_text(d: Decimal) -> str:
+    """An exact Decimal as JSON number text, in plain notation (0.00325, not 3.25E-3)."""
+    return format(d.normalize(), "f")
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Decimal):
+        return orjson.Fragment(decimal_text(obj).encode())  # written verbatim: no float in between
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
 def dumps(obj: dict[str, Any]) -> bytes:
     """Sorted keys, compact, UTF-8 (non-ASCII kept as is, like Go's encoder without HTML escaping)."""
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(obj, default=_default, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
 
 
 def escaped(obj: dict[str, Any]) -> str:

@@ -20,6 +20,9 @@ from gateway_stats.core.ai_log import build_ai_log
 from gateway_stats.core.attributes import AttributeEngine, builtin_values
 from gateway_stats.core.record import CallRecord
 from gateway_stats.core.sse import SSEEvent
+from gateway_stats.pricing import CharCounts, price_call
+from gateway_stats.pricing.chars import chars_without_spaces, joined_chars, request_texts
+from gateway_stats.pricing.config import PricingConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +48,27 @@ def _gemini_finished(doc: dict[str, Any]) -> bool:
 
 
 class Extraction:
-    __slots__ = ("_attrs", "_req_builtins", "kind", "limits", "out", "plugin", "rec", "terminal_seen")
+    __slots__ = (
+        "_attrs",
+        "_priced",
+        "_pricing",
+        "_req_builtins",
+        "kind",
+        "limits",
+        "out",
+        "plugin",
+        "rec",
+        "terminal_seen",
+    )
 
-    def __init__(self, plugin: PluginConfig, limits: Limits, rec: CallRecord) -> None:
+    def __init__(
+        self, plugin: PluginConfig, limits: Limits, rec: CallRecord, pricing: PricingConfig | None = None
+    ) -> None:
         self.plugin = plugin
         self.limits = limits
         self.rec = rec
+        self._pricing = pricing  # None: calls are not priced
+        self._priced: tuple[Any, ...] | None = None  # what the cost was computed from
         self.kind = providers.UNKNOWN
         cap = limits.max_attribute_bytes
         self.out = providers.Output(CappedText(cap), CappedText(cap), ToolCallAssembler(cap), [])
@@ -103,6 +121,9 @@ class Extraction:
         rec.provider = self.kind.provider
         rec.operation = self.kind.operation
         rec.extra["api_kind"] = self.kind.api
+        if isinstance(doc, dict) and self._pricing is not None and self._pricing.catalogue().has_char_prices:
+            # Some price is per character (DIAL): count the request's, once, here (the body is not kept).
+            rec.extra["request_chars"] = joined_chars(request_texts(doc))
         if self._attrs is not None:
             self._attrs.on_request_body(doc)
             self._req_builtins = builtin_values(rec, doc)
@@ -202,6 +223,42 @@ class Extraction:
             builtins.update(self._req_builtins)
             self._attrs.finish(builtins)
             self._usage_from_attributes()
+        self._price()
+
+    def _price(self) -> None:
+        """The call's cost, from its final usage: at most once per distinct usage (the observer finishes
+        a call when its answer is complete and again at Envoy's end of stream), never per chunk."""
+        if self._pricing is None:
+            return
+        rec = self.rec
+        u = rec.usage
+        key = (
+            rec.response_model,
+            rec.request_model,
+            u.input_tokens,
+            u.output_tokens,
+            u.cached_tokens,
+            u.cache_creation_tokens,
+            u.reasoning_tokens,
+            rec.answer,
+        )
+        if key == self._priced:
+            return
+        self._priced = key
+        catalogue = self._pricing.catalogue()
+        chars = None
+        if catalogue.has_char_prices and "request_chars" in rec.extra:
+            chars = CharCounts(rec.extra["request_chars"], chars_without_spaces(rec.answer or ""))
+        cost = price_call(rec, catalogue, chars)
+        rec.cost = cost.amount
+        rec.cost_currency = cost.currency if cost.amount is not None else None
+        if cost.amount is None:
+            rec.extra["unpriced_reason"] = cost.reason
+        else:
+            rec.extra.pop("unpriced_reason", None)
+        if cost.source:
+            rec.extra["cost_source"] = cost.source
+            rec.extra["cost_model"] = cost.model
 
     def _usage_from_attributes(self) -> None:
         """Higress: attributes keyed `model` / `input_token` / `output_token` / `total_token` (how its

@@ -108,7 +108,7 @@ class CallObserver:
                 if v:
                     rec.session_id = v
                     break
-        self.extraction = Extraction(plugin, self._limits, rec)
+        self.extraction = Extraction(plugin, self._limits, rec, self._config.extensions.pricing)
         self.extraction.on_request_headers(headers)
         if end_of_stream:
             rec.t_request_end = now

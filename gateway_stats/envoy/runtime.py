@@ -11,14 +11,17 @@ from gateway_stats.config import Config
 from gateway_stats.config.store import ConfigStore
 from gateway_stats.core.record import CallRecord
 from gateway_stats.envoy.selfmetrics import ReloadCollector, SelfMetrics
+from gateway_stats.pricing.config import BUILTIN
 from gateway_stats.sinks.ai_log import AiLogLineSink
 from gateway_stats.sinks.base import Sink, SinkSet
-from gateway_stats.sinks.metrics import MetricsSink
+from gateway_stats.sinks.metrics import MetricsSink, is_llm_call, unpriced_reason
 
 if TYPE_CHECKING:
     from gateway_stats.sinks.tracing import TracingSink
 
 log = logging.getLogger(__name__)
+
+_MAX_NOTED = 1000  # model names come from clients: warnings about them are bounded too
 
 disable_created_metrics()  # no `_created` series: Higress dashboards expect plain counters
 
@@ -40,9 +43,10 @@ class Runtime:
         self.reconfigure(store.current)
         self.ready = False
         self._noted: set[str] = set()
+        self._unpriced_noted: set[tuple[str, str]] = set()
 
     def reconfigure(self, cfg: Config) -> None:
-        """Apply settings that live outside the per-request path: the span sink.
+        """Apply settings that live outside the per-request path: the span sink, the built-in prices.
 
         The OpenTelemetry SDK is imported and its provider (with its export thread) built only when
         tracing is enabled; a reload turning it off stops span creation (the provider stays idle).
@@ -55,6 +59,8 @@ class Runtime:
 
             self.tracing = TracingSink(tr)
             self.add_sink(self.tracing)
+        if cfg.extensions.pricing.builtin:
+            BUILTIN.load()  # import genai-prices now, not while the first call is being finalized
 
     @property
     def config(self) -> Config:
@@ -85,7 +91,31 @@ class Runtime:
         if rec.provider == "unknown" and rec.operation == "unknown" and rec.status_code is not None:
             sm.unrecognised.inc()
             self._note("unrecognised", rec, "no known LLM API shape in path or body")
+        reason = unpriced_reason(rec) if rec.observed and is_llm_call(rec) else None
+        if reason is not None:
+            self._note_unpriced(rec, reason)
         self.sinks.emit(rec, ai_log)
+
+    def _note_unpriced(self, rec: CallRecord, reason: str) -> None:
+        """One warning per model and reason (the first _MAX_NOTED of them), then debug lines."""
+        model = rec.model or ""
+        key = (model, reason)
+        if key in self._unpriced_noted or len(self._unpriced_noted) >= _MAX_NOTED:
+            log.debug("call not priced (%s): model %r, request %s", reason, model, rec.request_id)
+            return
+        self._unpriced_noted.add(key)
+        what = {
+            "unknown_model": "no price for it in genai-prices, the price files, MODEL_RATES or overrides",
+            "no_usage": "the answer reported no token usage (OpenAI streams: stream_options.include_usage)",
+            "unsupported_unit": "its price is in a unit that cannot be counted for this call",
+        }.get(reason, reason)
+        log.warning(
+            "call not priced, model %r: %s; counted in gateway_stats_unpriced_calls_total{reason=%r}, "
+            "further ones for this model logged at debug level",
+            model,
+            what,
+            reason,
+        )
 
     def _note(self, kind: str, rec: CallRecord, what: str) -> None:
         """One warning per kind of trouble (then debug lines), so bad input cannot flood the log."""

@@ -20,6 +20,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -32,6 +33,7 @@ from gateway_stats.config import (
     MetricsConfig,
 )
 from gateway_stats.config.store import ConfigStore
+from gateway_stats.core.ai_log import decimal_text
 from gateway_stats.core.buckets import (
     DURATION_BUCKETS,
     SERVER_TPOT_BUCKETS,
@@ -40,6 +42,7 @@ from gateway_stats.core.buckets import (
     BucketCounts,
 )
 from gateway_stats.core.record import CallRecord
+from gateway_stats.pricing.model import REASONS as UNPRICED_REASONS
 
 OVERFLOW = "__overflow__"
 
@@ -134,6 +137,21 @@ SPECS: tuple[FamilySpec, ...] = (
         "LLM calls by route, model, status class, stream or not, and outcome (ok, error, aborted).",
         closed={"status_class": STATUS_CLASSES, "stream": ("true", "false"), "outcome": OUTCOMES},
     ),
+    FamilySpec(
+        "gateway_stats_cost_total",
+        "counter",
+        "core",
+        (*HIGRESS_LABELS, "currency"),
+        "Money cost of LLM calls, from their usage and the configured prices (an exact decimal sum).",
+    ),
+    FamilySpec(
+        "gateway_stats_unpriced_calls_total",
+        "counter",
+        "core",
+        ("ai_model", "reason"),
+        "LLM calls left without a cost, by reason (unknown_model, no_usage, unsupported_unit).",
+        closed={"reason": UNPRICED_REASONS},
+    ),
 )
 SPEC_BY_NAME = {s.name: s for s in SPECS}
 assert tuple(SPEC_BY_NAME) == METRIC_FAMILIES, "config.METRIC_FAMILIES must list exactly these families"
@@ -143,9 +161,11 @@ def _esc(v: str) -> str:
     return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _num(v: float) -> str:
+def _num(v: float | Decimal) -> str:
     if isinstance(v, int):
         return str(v)
+    if isinstance(v, Decimal):
+        return decimal_text(v)  # exact: a cost counter is a Decimal sum
     if math.isinf(v):
         return "+Inf" if v > 0 else "-Inf"
     return str(int(v)) if v.is_integer() else repr(v)
@@ -154,7 +174,7 @@ def _num(v: float) -> str:
 class Series:
     __slots__ = ("labels", "value")
 
-    def __init__(self, labels: str, value: float | BucketCounts) -> None:
+    def __init__(self, labels: str, value: float | Decimal | BucketCounts) -> None:
         self.labels = labels  # rendered `k="v",...` (without braces), computed once
         self.value = value
 
@@ -194,7 +214,7 @@ class Family:
             f'{n}="{_esc(v)}"' for n, v in zip(self.label_names, values, strict=True) if keep or v
         )
 
-    def _slot(self, values: tuple[str, ...], create: Callable[[], float | BucketCounts]) -> Series:
+    def _slot(self, values: tuple[str, ...], create: Callable[[], float | Decimal | BucketCounts]) -> Series:
         s = self.series.get(values)
         if s is not None:
             return s
@@ -211,7 +231,7 @@ class Family:
         self.series[key] = s
         return s
 
-    def inc(self, values: tuple[str, ...], amount: float) -> None:
+    def inc(self, values: tuple[str, ...], amount: float | Decimal) -> None:
         """Counter increment. A zero increment creates no series (Envoy defines a counter on first use)."""
         if amount <= 0:
             return
@@ -277,6 +297,17 @@ def status_class(code: int | None) -> str:
     if 100 <= code <= 599:
         return f"{code // 100}xx"
     return "other"
+
+
+def unpriced_reason(rec: CallRecord) -> str | None:
+    """Why a call counts as unpriced, or None. A failed call without usage is not counted: it is a
+    failure (llm_failure_count), and providers do not bill it."""
+    reason = rec.extra.get("unpriced_reason")
+    if reason is None or rec.cost is not None:
+        return None
+    if not rec.usage.known and rec.failed:
+        return None
+    return str(reason)
 
 
 def is_llm_call(rec: CallRecord) -> bool:
@@ -406,6 +437,18 @@ class MetricsSink:
         calls = get("gateway_stats_calls_total")
         if calls is not None:
             calls.inc(values(calls), 1)
+
+        # -- money cost (always on): an exact Decimal sum; unpriced calls counted by reason
+        if rec.cost is not None:
+            fam = get("gateway_stats_cost_total")
+            if fam is not None:
+                base["currency"] = cap(rec.cost_currency or "")
+                fam.inc(values(fam), rec.cost)
+        elif unpriced_reason(rec) is not None:
+            fam = get("gateway_stats_unpriced_calls_total")
+            if fam is not None:
+                base["reason"] = str(rec.extra["unpriced_reason"])
+                fam.inc(values(fam), 1)
 
         # -- GenAI histograms (seconds, tokens)
         tok = get("gen_ai_client_token_usage")

@@ -204,6 +204,10 @@ def span_attributes(rec: CallRecord, capture_content: bool = False) -> dict[str,
         a["gen_ai.usage.cache_creation.input_tokens"] = u.cache_creation_tokens
     if u.reasoning_tokens is not None:
         a["gen_ai.usage.reasoning.output_tokens"] = u.reasoning_tokens
+    if rec.cost is not None:
+        # Span attributes have no decimal type: a double here; the exact value is in the ai_log.
+        a["gen_ai.usage.cost"] = float(rec.cost)
+        a["gateway_stats.cost.currency"] = rec.cost_currency or ""
     if rec.session_id:
         a["gen_ai.conversation.id"] = rec.session_id
     if rec.status_code is not None:

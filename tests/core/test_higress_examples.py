@@ -11,6 +11,7 @@ default_value, as_separate_log_field, value_length_limit, presets, path and cont
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -118,8 +119,8 @@ def test_empty_config_stream_log_fields() -> None:
 
 def test_empty_config_stream_matches_higress_key_for_key() -> None:
     """Higress's own expectation for a content chunk and a usage chunk with an empty config (its
-    main_test.go, "intact usage event"): exactly these keys, plus our documented extra
-    `llm_first_content_duration` (ailog.EXTRA_KEYS)."""
+    main_test.go, "intact usage event"): exactly these keys, plus our documented extras
+    `llm_first_content_duration` and the call's `cost`/`cost_currency` (ailog.EXTRA_KEYS)."""
     body = sse(
         {"id": "chatcmpl-parity", "choices": [{"delta": {"content": "Hello"}}], "model": "gpt-4"},
         {
@@ -135,6 +136,8 @@ def test_empty_config_stream_matches_higress_key_for_key() -> None:
         for k in ("llm_first_token_duration", "llm_first_content_duration", "llm_service_duration")
     }
     assert all(isinstance(v, int) for v in timings.values())
+    cost = {k: log.pop(k) for k in ("cost", "cost_currency")}
+    assert cost == {"cost": (5 * Decimal(30) + 8 * Decimal(60)) / 10**6, "cost_currency": "USD"}  # gpt-4
     assert log == {
         "api": "-",
         "chat_round": 1,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -330,6 +331,12 @@ def test_exposition_parses_and_families_match_config() -> None:
     r.note_chunk(r.t_start + 9 * MS)
     sink.emit(r, {})
     sink.emit(record("m", failed=True, status=500), {})
+    priced = record("m")
+    priced.cost, priced.cost_currency = Decimal("0.0123"), "USD"
+    unpriced = record("x")
+    unpriced.extra["unpriced_reason"] = "unknown_model"
+    sink.emit(priced, {})
+    sink.emit(unpriced, {})
     text = sink.render()
     types = {f.name: f.type for f in text_string_to_metric_families(text)}
     for name in METRIC_FAMILIES:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -130,9 +131,18 @@ def test_one_client_span_with_the_calls_times_and_semconv(sink: Any) -> None:
         "gen_ai.usage.total_tokens": truth.total_tokens,
         "gen_ai.usage.cache_read.input_tokens": 4,
         "gen_ai.usage.reasoning.output_tokens": 6,
+        "gen_ai.usage.cost": float(rec.cost or 0),  # a double on the span; exact in the ai_log
+        "gateway_stats.cost.currency": "USD",
         "gen_ai.conversation.id": "sess-1",
         "http.response.status_code": 200,
     }
+    # gpt-4o-mini in genai-prices 0.2.3: $0.15 / $0.6 per million, cache reads $0.075. Reasoning tokens
+    # are part of the output; the mock's 6 of them exceed its output count, so (as LiteLLM does) the
+    # text output is max(0, output - 6) and the 6 reasoning tokens are billed at the output price.
+    m = Decimal(10) ** 6
+    uncached, billed_out = truth.input_tokens - 4, max(0, truth.output_tokens - 6) + 6
+    expected = (uncached * Decimal("0.15") + 4 * Decimal("0.075") + billed_out * Decimal("0.6")) / m
+    assert rec.cost == expected
     assert span.resource.attributes["service.name"] in ("gateway-stats", *_env_service())
 
 
