@@ -33,7 +33,7 @@ from gateway_stats.config import (
     MetricsConfig,
 )
 from gateway_stats.config.store import ConfigStore
-from gateway_stats.core.ai_log import decimal_text
+from gateway_stats.core.ai_log import api_name, decimal_text
 from gateway_stats.core.buckets import (
     DURATION_BUCKETS,
     SERVER_TPOT_BUCKETS,
@@ -310,6 +310,13 @@ def unpriced_reason(rec: CallRecord) -> str | None:
     return str(reason)
 
 
+def metric_route(route: str) -> str:
+    """Higress: an API route (`api@version@kind@region`, three or more `@` parts) is labelled with its first
+    three parts, as ai_log.api; any other route name stays whole."""
+    api = api_name(route)
+    return route if api == "-" else api
+
+
 def is_llm_call(rec: CallRecord) -> bool:
     """Traffic metrics count what was recognised as an LLM call (API, model or usage), not any request."""
     return rec.operation != "unknown" or rec.model is not None or rec.usage.known
@@ -377,7 +384,7 @@ class MetricsSink:
         u = rec.usage
         stream = rec.is_stream
         base: dict[str, str] = {
-            "ai_route": cap(rec.route),
+            "ai_route": cap(metric_route(rec.route)),
             "ai_cluster": cap(rec.cluster),
             "ai_model": cap(rec.model or "unknown"),
             "ai_consumer": cap(rec.consumer or "none"),

@@ -143,6 +143,23 @@ def test_higress_labels_come_from_route_cluster_response_model_and_consumer() ->
     assert value(text, H + "input_token", ai_model="gpt-4o") == 0  # no usage, no token series
 
 
+def test_api_route_names_label_metrics_with_their_first_three_parts() -> None:
+    """Higress (plugin 2.0.1): a route named `api@version@kind@region` (three or more `@` parts) labels the
+    metrics with the first three parts, the same value as ai_log.api; other route names stay whole."""
+    sink, _, _ = sink_for()
+    sink.emit(record("m", route="chat-api@v1@chat@cn-hangzhou"), {})
+    sink.emit(record("m", route="a@b@c"), {})
+    sink.emit(record("m", route="one@two"), {})
+    text = sink.render()
+    assert value(text, H + "input_token", ai_route="chat-api@v1@chat") == 10
+    assert value(text, H + "input_token", ai_route="a@b@c") == 10
+    assert value(text, H + "input_token", ai_route="one@two") == 10
+    assert "cn-hangzhou" not in text
+    assert value(text, "gateway_stats_calls_total", ai_route="chat-api@v1@chat") == 1
+    d = "gen_ai_client_operation_duration_seconds_count"
+    assert value(text, d, ai_route="chat-api@v1@chat") == 1
+
+
 def test_durations_recorded_without_usage_deliberate_difference() -> None:
     """Higress records nothing for a call without usage (#2595, #2857); we record durations and counts."""
     sink, _, _ = sink_for()
