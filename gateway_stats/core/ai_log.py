@@ -65,7 +65,9 @@ def build_ai_log(rec: CallRecord, value_length_limit: int = 32000) -> dict[str, 
     if rec.tool_calls:
         d["tool_calls"] = rec.tool_calls
     for key in rec.log_keys:
-        v = rec.attributes.get(key)
+        if key not in rec.attributes:
+            continue  # not resolved yet (a response-side key before the response): Higress has no key either
+        v = rec.attributes[key]
         if v is None and d.get(key) is not None:
             continue  # an unresolved attribute (e.g. `model` from another API's path) never blanks our field
         d[key] = truncate_for_log(v, value_length_limit)

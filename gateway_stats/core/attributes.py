@@ -23,6 +23,14 @@ _USAGE_BUILTINS = frozenset(
     {"reasoning_tokens", "cached_tokens", "input_token_details", "output_token_details"}
 )
 _RESPONSE_BUILTINS = frozenset({"answer", "reasoning", "tool_calls"}) | _USAGE_BUILTINS
+_REQUEST_SOURCES = frozenset({"fixed_value", "request_header", "request_body"})
+
+
+def request_side(a: Attribute) -> bool:
+    """Known once the request body is: fixed values, request headers and body, request built-ins."""
+    if a.value_source in _REQUEST_SOURCES:
+        return True
+    return not a.value_source and a.builtin and a.key not in _RESPONSE_BUILTINS
 
 
 def text_of(v: Any) -> str:
@@ -131,19 +139,26 @@ class AttributeEngine:
             self._results[i] = path.get(doc)
 
     # ----------------------------------------------------------------- finish
-    def finish(self, builtins: Mapping[str, Any]) -> None:
-        """Resolve every key (idempotent: may run when the answer completes and again at the end)."""
+    def finish(self, builtins: Mapping[str, Any], *, request_only: bool = False) -> None:
+        """Resolve every key (idempotent: may run when the answer completes and again at the end).
+
+        `request_only`: only the request-side attributes (end of the request body, as Higress writes
+        them then; or a response whose content type is not analysed). Response-side keys stay unset.
+        """
         rec = self.rec
-        for i, st in self._stream_attrs:
-            if st.acc is not None:  # append is always a string, "" when the path never matched
-                self._results[i] = st.acc.value()
-                if st.acc.truncated and "attribute:" + st.attr.key not in rec.caps_hit:
-                    rec.caps_hit.append("attribute:" + st.attr.key)
-            elif st.value is not MISSING:
-                self._results[i] = st.value
+        if not request_only:
+            for i, st in self._stream_attrs:
+                if st.acc is not None:  # append is always a string, "" when the path never matched
+                    self._results[i] = st.acc.value()
+                    if st.acc.truncated and "attribute:" + st.attr.key not in rec.caps_hit:
+                        rec.caps_hit.append("attribute:" + st.attr.key)
+                elif st.value is not MISSING:
+                    self._results[i] = st.value
         stream = rec.is_stream
         values: dict[str, Any] = {}
         for i, a in enumerate(self.plugin.attributes):
+            if request_only and not request_side(a):
+                continue
             src = a.value_source
             if (src == "response_body" and stream) or (src == "response_streaming_body" and not stream):
                 values.setdefault(a.key, MISSING)  # the other shape's attribute; a same-key one may apply

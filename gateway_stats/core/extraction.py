@@ -127,6 +127,7 @@ class Extraction:
         if self._attrs is not None:
             self._attrs.on_request_body(doc)
             self._req_builtins = builtin_values(rec, doc)
+            self._attrs.finish(self._req_builtins, request_only=True)  # Higress logs them from here on
 
     # ---------------------------------------------------------------- response
     def on_response_headers(self, headers: Mapping[str, str]) -> None:

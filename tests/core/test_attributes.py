@@ -362,3 +362,29 @@ def test_match_rules_select_by_route() -> None:
     }
     _, log = run(cfg, REQ, b"{}", stream=False)
     assert log["d"] == "1" and log["m"] == "2"  # the rule inherits defaultConfig (Higress #4173 fixed)
+
+
+def test_request_side_values_are_in_the_ai_log_written_at_the_end_of_the_request_body() -> None:
+    """Higress 2.0.1 writes `question` (and every request-side attribute) with the ai_log at the end of
+    the request body, so a stream cut before its end still logs them; response-side keys come later."""
+    cfg = {
+        **README_A,
+        "attributes": [
+            *README_A["attributes"],
+            {"key": "tenant", "value_source": "request_header", "value": "x-tenant", "apply_to_log": True},
+            {"key": "temp", "value_source": "request_body", "value": "temperature", "apply_to_log": True},
+        ],
+    }
+    obs = CallObserver(parse_config(cfg))
+    h = {":method": "POST", ":path": "/v1/chat/completions", ":authority": "a", "x-tenant": "acme"}
+    obs.on_request_headers(h, {"xds.route_name": "r"}, False, 1 * MS)
+    assert obs.on_request_body(json.dumps({**REQ, "temperature": 0.5}).encode(), True, 2 * MS) is True
+    log = obs.ai_log()  # what the answer to the request body carries
+    assert (log["question"], log["tenant"], log["temp"]) == ("what is 2+2?", "acme", 0.5)
+    assert "answer" not in log  # response-side: not known yet (Higress writes it with the response)
+    obs.on_response_headers({":status": "200", "content-type": "text/event-stream"}, {}, False, 3 * MS)
+    assert obs.on_response_body(sse(chunk("2+2")), False, 4 * MS) is True  # first event: chat id
+    log = obs.ai_log()
+    assert log["question"] == "what is 2+2?" and log["chat_id"] == "c1"
+    obs.finish(5 * MS, "aborted")  # the client hung up: the record has the partial answer
+    assert obs.ai_log()["answer"] == "2+2" and obs.ai_log()["question"] == "what is 2+2?"
