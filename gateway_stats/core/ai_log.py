@@ -33,7 +33,8 @@ def build_ai_log(rec: CallRecord, value_length_limit: int = 32000) -> dict[str, 
     if rec.session_id:
         d["session_id"] = rec.session_id
     d["chat_round"] = rec.chat_round  # Higress writes it for every call, 0 when there are no user messages
-    d["response_type"] = rec.response_type
+    if rec.response_observed:  # else Higress writes only the request side
+        d["response_type"] = rec.response_type
     if rec.chat_id:
         d["chat_id"] = rec.chat_id
     model = rec.model
@@ -58,7 +59,7 @@ def build_ai_log(rec: CallRecord, value_length_limit: int = 32000) -> dict[str, 
         fc = rec.first_content_duration_ms
         if fc is not None:
             d["llm_first_content_duration"] = fc
-    if rec.finished or rec.t_end:
+    if (rec.finished or rec.t_end) and rec.response_observed:
         sd = rec.service_duration_ms
         if sd is not None:
             d["llm_service_duration"] = sd

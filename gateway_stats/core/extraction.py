@@ -219,7 +219,9 @@ class Extraction:
             rec.tool_calls = out.tools.value()
             if out.tools.truncated:
                 self.note_cap("tool_calls")
-        if self._attrs is not None:
+        if self._attrs is not None and not rec.response_observed:
+            self._attrs.finish(self._req_builtins, request_only=True)
+        elif self._attrs is not None:
             builtins = builtin_values(rec, None)
             builtins.update(self._req_builtins)
             self._attrs.finish(builtins)

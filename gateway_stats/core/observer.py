@@ -70,6 +70,12 @@ class CallObserver:
     def observed(self) -> bool:
         return self.extraction is not None
 
+    @property
+    def response_analysed(self) -> bool:
+        """False when nothing more is read from this call: not observed, or a response content type
+        the config does not analyse (the request side is still logged then)."""
+        return self.extraction is not None and self.record.response_observed
+
     # ------------------------------------------------------------------ request
     def on_request_headers(
         self, headers: Mapping[str, str], attributes: Mapping[str, str], end_of_stream: bool, now: int
@@ -170,8 +176,9 @@ class CallObserver:
             rec.t_request_end = now  # the upstream answered before the request body ended
             ex.on_request_body(None)
         if not self._plugin.content_type_enabled(rec.content_type):
-            self.extraction = None
-            rec.observed = False
+            # Higress: the request-side ai_log (attached at the end of the request body) stands; the
+            # response is not analysed, so no tokens, no response attributes and no metrics.
+            rec.response_observed = False
             return False
         cl = headers.get("content-length", "")
         if cl.isdigit():
@@ -194,7 +201,7 @@ class CallObserver:
             rec.t_first_byte = now
         rec.response_body_bytes += len(chunk)
         ex = self.extraction
-        if ex is None:
+        if ex is None or not rec.response_observed:
             if end_of_stream:
                 rec.t_end = now
             return False

@@ -57,7 +57,10 @@ class CallRecord:
     # --- what kind of call (recognised from path and body)
     provider: str = "unknown"  # openai, anthropic, gcp.gemini, ...
     operation: str = "unknown"  # chat, text_completion, embeddings, responses, ...
-    observed: bool = True  # False when the path/content type is not enabled by the config
+    observed: bool = True  # False when the path is not enabled by the config
+    # False when the response's content type is not enabled: the request side is still logged (Higress),
+    # the response is not analysed (no tokens, no response attributes, no metrics)
+    response_observed: bool = True
 
     # --- request
     request_model: str | None = None

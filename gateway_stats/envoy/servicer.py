@@ -191,7 +191,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
                             answer = _CONTINUE[phase]
                     elif not obs.observed and phase == "request_headers":
                         answer = _STOP_AFTER_REQUEST_HEADERS
-                    elif not obs.observed and phase == "response_headers" and not done:
+                    elif not obs.response_analysed and phase == "response_headers" and not done:
                         answer = _STOP_AFTER_RESPONSE_HEADERS
                     else:
                         answer = _CONTINUE[phase]
@@ -210,7 +210,7 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
         finally:
             if not finished:
                 # A call we do not observe ends early on purpose (its phases were turned off).
-                reason = "aborted" if obs.observed else "unobserved"
+                reason = "aborted" if obs.response_analysed else "unobserved"
                 self._close_record(obs, time.monotonic_ns(), reason)
                 emit_pending = True
             if emit_pending:

@@ -361,7 +361,7 @@ class MetricsSink:
 
     # ------------------------------------------------------------------------------ sink
     def emit(self, rec: CallRecord, ai_log: dict[str, Any]) -> None:
-        if not rec.observed or not is_llm_call(rec):
+        if not rec.observed or not rec.response_observed or not is_llm_call(rec):
             return
         mc = self.store.current.extensions.metrics
         with self._lock:

@@ -449,12 +449,47 @@ enable_content_types:
 def test_specific_content_types_only(content_type: str, observed: bool) -> None:
     body = ANSWER_STREAM if "event-stream" in content_type.lower() else ANSWER_JSON
     call = run_call(cfg(SPECIFIC_TYPES), request=CHAT_REQ, response=body, content_type=content_type)
-    assert call.obs.observed is observed
-    if not observed:  # the response is ignored: no usage, no ai_log from the response side
-        assert call.log == {} and not call.rec.usage.known and not call.rec.observed
-        assert call.rec.request_model == "qwen-turbo"  # the request side was seen before the miss
+    assert call.obs.observed and call.rec.response_observed is observed
+    if not observed:
+        # Higress 2.0.1: the response is ignored (no usage, no response fields, no metrics) but the
+        # request side, logged at the end of the request body, stays in the line.
+        assert call.log == {"api": "-", "chat_round": 1, "model": "qwen-turbo"}
+        assert not call.rec.usage.known and call.rec.observed
     else:
         assert call.rec.usage.known
+
+
+def test_content_type_miss_keeps_the_request_side_attributes() -> None:
+    text = SPECIFIC_TYPES + """
+session_id_header: x-session
+attributes:
+  - {key: question, apply_to_log: true}
+  - {key: tenant, value_source: request_header, value: x-tenant, apply_to_log: true}
+  - {key: temp, value_source: request_body, value: temperature, apply_to_log: true}
+  - {key: env, value_source: fixed_value, value: prod, apply_to_log: true}
+  - {key: answer, value_source: response_body, value: choices.0.message.content, apply_to_log: true}
+  - {key: server, value_source: response_header, value: server, apply_to_log: true}
+  - {key: answer, apply_to_log: true}
+"""
+    call = run_call(
+        cfg(text),
+        request={**CHAT_REQ, "temperature": 0.2},
+        req_headers={"x-tenant": "acme", "x-session": "s-1"},
+        resp_headers={"server": "upstream"},
+        response=ANSWER_JSON,
+        content_type="text/plain; charset=utf-8",
+    )
+    assert call.log == {
+        "api": "-",
+        "chat_round": 1,
+        "model": "qwen-turbo",
+        "session_id": "s-1",
+        "question": "Compute 2 to the power of 3 in Python",
+        "tenant": "acme",
+        "temp": 0.2,
+        "env": "prod",
+    }
+    assert call.rec.answer is None and call.rec.chat_id is None and not call.rec.response_observed
 
 
 def test_complete_configuration_example() -> None:
@@ -482,7 +517,10 @@ attributes:
     assert log["model"] == "qwen-turbo-latest"  # the attribute named `model` wins over the response model
     assert log["input_token"] == 10
     assert run_call(config, path="/v1/messages", request=CHAT_REQ, response=ANSWER_JSON).log == {}
-    assert run_call(config, request=CHAT_REQ, response=b"<html>", content_type="text/html").log == {}
+    html = run_call(
+        config, request=CHAT_REQ, response=b"<html>", content_type="text/html", req_headers={"x-mse-consumer": "b"}
+    ).log
+    assert html == {"api": "-", "chat_round": 1, "model": "qwen-turbo", "consumer": "b"}  # request side only
 
 
 # ======================================================================= built-in keys, no value_source

@@ -190,6 +190,15 @@ def test_non_llm_requests_are_not_traffic() -> None:
     assert sink.series_count("gateway_stats_calls_total") == 0 and not higress_lines(sink.render())
 
 
+def test_a_response_whose_content_type_is_not_analysed_makes_no_metrics() -> None:
+    """Higress: outside `enable_content_types` only the request side is logged; no metric moves."""
+    sink, _, _ = sink_for()
+    r = record("gpt-4o", usage=None)
+    r.response_observed = False
+    sink.emit(r, {})
+    assert sink.series_count("gateway_stats_calls_total") == 0 and not higress_lines(sink.render())
+
+
 def test_consumer_header_is_configurable() -> None:
     store = ConfigStore(None)
     store.current = parse_config({"gateway_stats": {"consumer_header": "X-Tenant"}})
