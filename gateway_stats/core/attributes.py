@@ -102,9 +102,7 @@ class AttributeEngine:
             if a.value_source == "fixed_value":
                 self._results[i] = a.value
             elif a.value_source == "request_header":
-                v = headers.get(a.value)
-                if v is not None:
-                    self._results[i] = v
+                self._results[i] = headers.get(a.value, "")  # Higress: an absent header reads as ""
 
     def on_request_body(self, doc: Any) -> None:
         if doc is None:
@@ -116,9 +114,7 @@ class AttributeEngine:
     def on_response_headers(self, headers: Mapping[str, str]) -> None:
         for i, a in enumerate(self.plugin.attributes):
             if a.value_source == "response_header":
-                v = headers.get(a.value)
-                if v is not None:
-                    self._results[i] = v
+                self._results[i] = headers.get(a.value, "")  # Higress: an absent header reads as ""
 
     def on_event(self, doc: Any) -> None:
         for _i, st in self._stream_attrs:
@@ -178,7 +174,7 @@ class AttributeEngine:
         for a in self.plugin.attributes:
             if a.apply_to_span:
                 v = attrs.get(a.key)
-                if v is not None:
+                if v is not None and v != "":  # Higress sets no span attribute for an empty value
                     rec.span_attributes[a.trace_span_key or a.key] = v
 
 

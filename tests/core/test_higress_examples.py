@@ -249,7 +249,21 @@ attributes:
 """
     call = json_call(cfg(text), req_headers={"x-mse-consumer": "consumer-a"})
     assert call.log["consumer"] == "consumer-a" and call.rec.consumer == "consumer-a"
-    assert json_call(cfg(text)).log["consumer"] is None  # absent header: unresolved, logged as null
+    # Higress 2.0.1: an absent header reads as "" (the key is logged with ""), not null
+    assert json_call(cfg(text)).log["consumer"] == ""
+
+
+def test_absent_headers_log_empty_strings_and_absent_body_paths_null() -> None:
+    text = """
+attributes:
+  - {key: rq, value_source: request_header, value: x-absent, apply_to_log: true}
+  - {key: rs, value_source: response_header, value: x-absent, apply_to_log: true}
+  - {key: rd, value_source: response_header, value: x-absent, default_value: dflt, apply_to_log: true}
+  - {key: b, value_source: request_body, value: nope, apply_to_log: true}
+  - {key: rb, value_source: response_body, value: nope, apply_to_log: true}
+"""
+    log = json_call(cfg(text)).log
+    assert (log["rq"], log["rs"], log["rd"], log["b"], log["rb"]) == ("", "", "dflt", None, None)
 
 
 def test_consumer_as_separate_log_field() -> None:
