@@ -68,7 +68,9 @@ class ToolCallAssembler:
     ) -> None:
         call = self._calls.get(index)
         if call is None:
-            call = {"index": index, "id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+            call = {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+            if index:  # Higress's Go struct has `index,omitempty`: index 0 is left out
+                call["index"] = index
             self._calls[index] = call
             self._args[index] = CappedText(self.cap)
         if id:

@@ -219,6 +219,8 @@ class Extraction:
             rec.tool_calls = out.tools.value()
             if out.tools.truncated:
                 self.note_cap("tool_calls")
+            elif out.tool_calls_as_sent is not None:
+                rec.tool_calls = out.tool_calls_as_sent  # Higress: a body's tool_calls verbatim
         if self._attrs is not None and not rec.response_observed:
             self._attrs.finish(self._req_builtins, request_only=True)
         elif self._attrs is not None:

@@ -18,6 +18,9 @@ class Output:
     tools: ToolCallAssembler
     finish_reasons: list[str]
     content_seen: bool = False  # any generated content (text, reasoning or tool call)
+    # a whole body's tool calls exactly as the provider sent them (OpenAI `message.tool_calls`), which
+    # Higress logs verbatim; the assembled `tools` stay the fallback (and the cap check)
+    tool_calls_as_sent: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,8 @@ def read_body(doc: dict[str, Any], out: Output) -> bool:
             out.reasoning.add(rc)
         tcs = msg.get("tool_calls")
         if isinstance(tcs, list):
+            if tcs and all(isinstance(tc, dict) for tc in tcs):
+                out.tool_calls_as_sent = tcs
             for i, tc in enumerate(tcs):
                 if isinstance(tc, dict):
                     fn = tc.get("function")

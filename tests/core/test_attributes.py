@@ -117,7 +117,6 @@ def test_default_preset_stream_with_reasoning_tools_and_usage_details() -> None:
     assert log["reasoning"] == "think hard"
     assert log["tool_calls"] == [
         {
-            "index": 0,
             "id": "call_1",
             "type": "function",
             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},

@@ -393,7 +393,6 @@ def test_multi_turn_builtins_with_reasoning_and_streamed_tool_calls() -> None:
     )
     assert log["tool_calls"] == [
         {
-            "index": 0,
             "id": "call_abc123",
             "type": "function",
             "function": {"name": "get_weather", "arguments": '{"location":"Beijing"}'},

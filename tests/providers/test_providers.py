@@ -136,6 +136,7 @@ def test_openai_chat_json_tool_calls_and_reasoning_content() -> None:
                             "id": "call_def",
                             "type": "function",
                             "function": {"name": "get_time", "arguments": '{"tz":"CET"}'},
+                            "extra_content": {"google": {"thought_signature": "c2ln"}},  # kept as sent
                         },
                     ],
                 },
@@ -150,20 +151,9 @@ def test_openai_chat_json_tool_calls_and_reasoning_content() -> None:
     log = call.log
     assert log["answer"] is None  # content null: nothing answered in text
     assert log["reasoning"] == "The user wants weather; call the tool."
-    assert log["tool_calls"] == [
-        {
-            "index": 0,
-            "id": "call_abc",
-            "type": "function",
-            "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
-        },
-        {
-            "index": 1,
-            "id": "call_def",
-            "type": "function",
-            "function": {"name": "get_time", "arguments": '{"tz":"CET"}'},
-        },
-    ]
+    # Higress 2.0.1: the message's tool_calls exactly as sent, no key added
+    assert log["tool_calls"] == body["choices"][0]["message"]["tool_calls"]  # type: ignore[index]
+    assert "index" not in log["tool_calls"][0] and "index" not in log["tool_calls"][1]
     assert call.rec.finish_reasons == ["tool_calls"]
 
 
@@ -256,9 +246,8 @@ def test_openai_chat_stream_include_usage_tools_reasoning() -> None:
     assert log["output_token_details"] == {"reasoning_tokens": 7}
     assert log["answer"] == "Let me check."
     assert log["reasoning"] == "Paris… use the tool."
-    assert log["tool_calls"] == [
+    assert log["tool_calls"] == [  # assembled: `index` omitted when 0 (Higress's Go omitempty)
         {
-            "index": 0,
             "id": "call_1",
             "type": "function",
             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
@@ -809,7 +798,6 @@ def test_gemini_generate_content_json() -> None:
     assert log["answer"] == "Let me check." and log["reasoning"] == "Weather lookup needed."
     assert log["tool_calls"] == [
         {
-            "index": 0,
             "id": "",
             "type": "function",
             "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
