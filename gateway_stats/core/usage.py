@@ -123,6 +123,9 @@ def apply_usage(doc: dict[str, Any], rec: CallRecord) -> bool:
     if src is not None:
         in_details = src.get("prompt_tokens_details") or src.get("input_tokens_details")
         out_details = src.get("completion_tokens_details") or src.get("output_tokens_details")
+    if in_details is None and usage is not None and _is_anthropic_usage(usage):
+        # Higress: an Anthropic body's cache fields are its input details, as sent (zeros included)
+        in_details = {k: usage[k] for k in _ANTHROPIC_CACHE_FIELDS if k in usage}
     # A details map in a later event replaces the earlier one; an event without details keeps it.
     if isinstance(in_details, dict):
         u.input_token_details = in_details
@@ -152,6 +155,9 @@ def apply_usage(doc: dict[str, Any], rec: CallRecord) -> bool:
             total += (u.cached_tokens or 0) + (u.cache_creation_tokens or 0)
         u.total_tokens = total
     return True
+
+
+_ANTHROPIC_CACHE_FIELDS = ("cache_creation_input_tokens", "cache_read_input_tokens")
 
 
 def _is_anthropic_usage(src: dict[str, Any] | None) -> bool:

@@ -136,6 +136,18 @@ def test_total_fallback_adds_anthropic_cache_tokens() -> None:
     assert call.log["input_token"] == 10  # Anthropic's input excludes the cache: logged as sent
 
 
+def test_anthropic_json_cache_fields_are_the_input_token_details_as_sent() -> None:
+    """Higress 2.0.1: a non-streamed Anthropic usage with cache fields gives them as input_token_details,
+    as the provider sent them, zeros included."""
+    usage = {"input_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 7, "output_tokens": 2}
+    call = body_call({"type": "message", "usage": usage}, path="/v1/messages")
+    assert call.log["input_token_details"] == {"cache_creation_input_tokens": 0, "cache_read_input_tokens": 7}
+    assert call.log["output_token_details"] == {}
+    assert call.rec.usage.cached_tokens == 7 and call.rec.usage.cache_creation_tokens == 0
+    plain = body_call({"type": "message", "usage": {"input_tokens": 1, "output_tokens": 2}}, path="/v1/messages")
+    assert plain.log["input_token_details"] == {}  # no cache fields sent: no details
+
+
 def test_total_fallback_does_not_add_openai_cached_tokens() -> None:
     """OpenAI prompt_tokens already include cached tokens."""
     call = body_call(
@@ -239,6 +251,7 @@ def test_gemini_repeated_cumulative_usage_last_wins() -> None:
         request={"contents": []},
     )
     assert (call.log["input_token"], call.log["output_token"], call.log["total_token"]) == (9, 3, 12)
+
 
 
 def test_responses_usage_only_in_response_completed() -> None:
