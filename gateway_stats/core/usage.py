@@ -141,7 +141,7 @@ def apply_usage(doc: dict[str, Any], rec: CallRecord) -> bool:
         thoughts = _int(meta.get("thoughtsTokenCount"))
         if thoughts is not None:
             u.reasoning_tokens = thoughts
-            u.output_token_details = {"reasoning_tokens": thoughts}
+            u.output_token_details = {"thoughts_token_count": thoughts}  # Higress keeps Gemini's name
         if cache_read is not None:
             u.input_token_details = {"cached_tokens": cache_read}
 

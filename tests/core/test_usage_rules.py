@@ -253,6 +253,16 @@ def test_gemini_repeated_cumulative_usage_last_wins() -> None:
     assert (call.log["input_token"], call.log["output_token"], call.log["total_token"]) == (9, 3, 12)
 
 
+def test_gemini_thoughts_keep_the_provider_key_in_output_token_details() -> None:
+    """Higress 2.0.1: `output_token_details` is `{"thoughts_token_count": N}`; our `reasoning_tokens`
+    (spec §9) carries N as well."""
+    meta = {"promptTokenCount": 4, "candidatesTokenCount": 2, "thoughtsTokenCount": 11, "totalTokenCount": 17}
+    doc = {"candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": "STOP"}], "usageMetadata": meta}
+    path = "/v1beta/models/gemini-2.5-flash:generateContent"
+    call = body_call(doc, path=path, request={"contents": []}, config={"use_default_response_attributes": True})
+    assert call.log["output_token_details"] == {"thoughts_token_count": 11}
+    assert call.log["reasoning_tokens"] == 11 and call.rec.usage.reasoning_tokens == 11
+
 
 def test_responses_usage_only_in_response_completed() -> None:
     call = stream_call(

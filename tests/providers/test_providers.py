@@ -796,7 +796,7 @@ def test_gemini_generate_content_json() -> None:
     assert (rec.provider, rec.request_model, rec.request_stream) == ("gcp.gemini", "gemini-2.5-flash", False)
     assert log["model"] == "gemini-2.5-flash"
     assert (log["input_token"], log["output_token"], log["total_token"]) == (9, 6, 40)
-    assert log["reasoning_tokens"] == 25 and log["output_token_details"] == {"reasoning_tokens": 25}
+    assert log["reasoning_tokens"] == 25 and log["output_token_details"] == {"thoughts_token_count": 25}
     assert log["answer"] == "Let me check." and log["reasoning"] == "Weather lookup needed."
     assert log["tool_calls"] == [
         {
@@ -873,7 +873,7 @@ def test_gemini_stream_generate_content_sse() -> None:
         40,
     )  # last chunk, never summed
     assert log["reasoning_tokens"] == 25 and log["cached_tokens"] == 4
-    assert log["output_token_details"] == {"reasoning_tokens": 25}
+    assert log["output_token_details"] == {"thoughts_token_count": 25}  # Gemini's key (Higress)
     assert log["input_token_details"] == {"cached_tokens": 4}
     assert log["answer"] == "the sky. Sunny." and log["reasoning"] == "Checking "
     assert log["chat_id"] == "tTCwacuEBMvnitYP06qsgQY" and log["response_type"] == "stream"
