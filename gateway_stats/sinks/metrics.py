@@ -386,7 +386,9 @@ class MetricsSink:
         base: dict[str, str] = {
             "ai_route": cap(metric_route(rec.route)),
             "ai_cluster": cap(rec.cluster),
-            "ai_model": cap(rec.model or "unknown"),
+            # Higress (spec §6): a failure is labelled with the request model, even when an earlier
+            # event of the stream named a response model
+            "ai_model": cap((rec.request_model if rec.failed else None) or rec.model or "unknown"),
             "ai_consumer": cap(rec.consumer or "none"),
             "gen_ai_operation_name": cap(rec.operation),
             "gen_ai_provider_name": cap(rec.provider),

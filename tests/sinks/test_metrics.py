@@ -160,6 +160,28 @@ def test_api_route_names_label_metrics_with_their_first_three_parts() -> None:
     assert value(text, d, ai_route="chat-api@v1@chat") == 1
 
 
+def test_a_failure_is_labelled_with_the_request_model_even_after_a_response_model() -> None:
+    """Higress (spec §6): a failed call's series carry the request model, even when an earlier event of
+    the stream named a response model."""
+    sink, _, _ = sink_for()
+    obs = CallObserver(default_config())
+    start(obs, {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    obs.on_response_headers({":status": "200", "content-type": "text/event-stream"}, {}, False, 10 * MS)
+    error = b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n'
+    obs.on_response_body(chat_chunk("Hel", model="gpt-4o-2024-08-06") + error, False, 20 * MS)
+    obs.on_response_body(b"", True, 30 * MS)
+    rec = obs.finish(30 * MS)
+    assert rec.failed and rec.response_model == "gpt-4o-2024-08-06"
+    sink.emit(rec, {})
+    text = sink.render()
+    assert value(text, H + "llm_failure_count", ai_model="gpt-4o") == 1
+    assert value(text, H + "llm_duration_count", ai_model="gpt-4o") == 1
+    assert value(text, "gateway_stats_calls_total", ai_model="gpt-4o", outcome="error") == 1
+    assert 'ai_model="gpt-4o-2024-08-06"' not in text
+    d = "gen_ai_client_operation_duration_seconds_count"  # semconv labels keep both models
+    assert value(text, d, gen_ai_request_model="gpt-4o", gen_ai_response_model="gpt-4o-2024-08-06") == 1
+
+
 def test_durations_recorded_without_usage_deliberate_difference() -> None:
     """Higress records nothing for a call without usage (#2595, #2857); we record durations and counts."""
     sink, _, _ = sink_for()
