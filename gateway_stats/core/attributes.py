@@ -182,7 +182,8 @@ def builtin_values(rec: CallRecord, request: Any) -> dict[str, Any]:
     """Values of the built-in keys for this call (Higress §2, plus the provider shapes we know)."""
     out: dict[str, Any] = {}
     if isinstance(request, dict):
-        q = question_of(request)
+        # embedding inputs are not questions: none, as in Higress
+        q = question_of(request) if rec.operation != "embeddings" else MISSING
         if q is not MISSING:
             out["question"] = q
         sys_ = request.get("system")
@@ -223,7 +224,7 @@ def question_of(req: dict[str, Any]) -> Any:
         if isinstance(parts, list) and parts and isinstance(parts[0], dict) and "text" in parts[0]:
             return parts[0]["text"]
         return MISSING
-    inp = req.get("input")  # Responses API, embeddings
+    inp = req.get("input")  # Responses API
     if inp is None:
         inp = req.get("prompt")  # legacy completions
     if isinstance(inp, str):

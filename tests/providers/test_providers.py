@@ -375,7 +375,8 @@ def test_openai_embeddings() -> None:
     assert log["model"] == "text-embedding-3-small" and "chat_id" not in log  # embeddings carry no id
     assert log["chat_round"] == 0  # no messages: zero rounds, still logged (Higress always writes it)
     assert log["input_token_details"] == {} and log["output_token_details"] == {}  # usage without details
-    assert log["answer"] is None and log["question"] == "The food was delicious"
+    # embedding inputs are not questions: null, as in Higress (which reads only `messages`)
+    assert log["answer"] is None and log["question"] is None
     assert rec.answer is None and rec.finish_reasons == [] and not rec.failed
 
 
