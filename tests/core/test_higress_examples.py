@@ -473,7 +473,9 @@ def test_specific_content_types_only(content_type: str, observed: bool) -> None:
 
 
 def test_content_type_miss_keeps_the_request_side_attributes() -> None:
-    text = SPECIFIC_TYPES + """
+    text = (
+        SPECIFIC_TYPES
+        + """
 session_id_header: x-session
 attributes:
   - {key: question, apply_to_log: true}
@@ -484,6 +486,7 @@ attributes:
   - {key: server, value_source: response_header, value: server, apply_to_log: true}
   - {key: answer, apply_to_log: true}
 """
+    )
     call = run_call(
         cfg(text),
         request={**CHAT_REQ, "temperature": 0.2},
@@ -531,7 +534,11 @@ attributes:
     assert log["input_token"] == 10
     assert run_call(config, path="/v1/messages", request=CHAT_REQ, response=ANSWER_JSON).log == {}
     html = run_call(
-        config, request=CHAT_REQ, response=b"<html>", content_type="text/html", req_headers={"x-mse-consumer": "b"}
+        config,
+        request=CHAT_REQ,
+        response=b"<html>",
+        content_type="text/html",
+        req_headers={"x-mse-consumer": "b"},
     ).log
     assert html == {"api": "-", "chat_round": 1, "model": "qwen-turbo", "consumer": "b"}  # request side only
 

@@ -139,12 +139,19 @@ def test_total_fallback_adds_anthropic_cache_tokens() -> None:
 def test_anthropic_json_cache_fields_are_the_input_token_details_as_sent() -> None:
     """Higress 2.0.1: a non-streamed Anthropic usage with cache fields gives them as input_token_details,
     as the provider sent them, zeros included."""
-    usage = {"input_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 7, "output_tokens": 2}
+    usage = {
+        "input_tokens": 10,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 7,
+        "output_tokens": 2,
+    }
     call = body_call({"type": "message", "usage": usage}, path="/v1/messages")
     assert call.log["input_token_details"] == {"cache_creation_input_tokens": 0, "cache_read_input_tokens": 7}
     assert call.log["output_token_details"] == {}
     assert call.rec.usage.cached_tokens == 7 and call.rec.usage.cache_creation_tokens == 0
-    plain = body_call({"type": "message", "usage": {"input_tokens": 1, "output_tokens": 2}}, path="/v1/messages")
+    plain = body_call(
+        {"type": "message", "usage": {"input_tokens": 1, "output_tokens": 2}}, path="/v1/messages"
+    )
     assert plain.log["input_token_details"] == {}  # no cache fields sent: no details
 
 
@@ -257,9 +264,14 @@ def test_gemini_thoughts_keep_the_provider_key_in_output_token_details() -> None
     """Higress 2.0.1: `output_token_details` is `{"thoughts_token_count": N}`; our `reasoning_tokens`
     (spec §9) carries N as well."""
     meta = {"promptTokenCount": 4, "candidatesTokenCount": 2, "thoughtsTokenCount": 11, "totalTokenCount": 17}
-    doc = {"candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": "STOP"}], "usageMetadata": meta}
+    doc = {
+        "candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": "STOP"}],
+        "usageMetadata": meta,
+    }
     path = "/v1beta/models/gemini-2.5-flash:generateContent"
-    call = body_call(doc, path=path, request={"contents": []}, config={"use_default_response_attributes": True})
+    call = body_call(
+        doc, path=path, request={"contents": []}, config={"use_default_response_attributes": True}
+    )
     assert call.log["output_token_details"] == {"thoughts_token_count": 11}
     assert call.log["reasoning_tokens"] == 11 and call.rec.usage.reasoning_tokens == 11
 

@@ -660,7 +660,10 @@ def test_anthropic_json() -> None:
     assert_anthropic_log(call)
     assert call.log["response_type"] == "normal"
     # Higress 2.0.1: the cache fields as sent are the input details
-    assert call.log["input_token_details"] == {"cache_creation_input_tokens": 100, "cache_read_input_tokens": 2000}
+    assert call.log["input_token_details"] == {
+        "cache_creation_input_tokens": 100,
+        "cache_read_input_tokens": 2000,
+    }
 
 
 def anthropic_stream(final_usage: dict[str, Any]) -> bytes:
