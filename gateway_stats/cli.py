@@ -5,20 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from gateway_stats import __version__
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway_stats.config import ConfigError, load_config
+    from gateway_stats.config import ConfigError, default_config, load_config
+    from gateway_stats.config.store import with_environment
     from gateway_stats.envoy.server import ServeOptions, serve
 
     if not args.config:
-        from gateway_stats.config import default_config
-
         try:
-            default_config()  # prices from the MODEL_RATES environment variable, when set
+            cfg = default_config()  # prices from the MODEL_RATES environment variable, when set
         except ConfigError as e:
             print(f"gateway-stats: invalid pricing:\n{e}", file=sys.stderr)
             return 1
@@ -31,14 +31,14 @@ def _serve(args: argparse.Namespace) -> int:
         except OSError as e:
             print(f"gateway-stats: cannot read config: {e}", file=sys.stderr)
             return 1
-        if cfg.extensions.tracing.enabled:
-            from gateway_stats.sinks.tracing import exporter_kinds
+    if with_environment(cfg, os.environ).extensions.tracing.enabled:  # the config or the OTEL_* variables
+        from gateway_stats.sinks.tracing import exporter_kinds
 
-            try:
-                exporter_kinds()
-            except ValueError as e:
-                print(f"gateway-stats: tracing: {e}", file=sys.stderr)
-                return 1
+        try:
+            exporter_kinds()
+        except ValueError as e:
+            print(f"gateway-stats: tracing: {e}", file=sys.stderr)
+            return 1
     opts = ServeOptions(
         config_path=args.config,
         grpc_address=args.grpc_address,

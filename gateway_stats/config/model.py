@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from gateway_stats.pricing.config import PricingConfig
@@ -207,11 +208,29 @@ class MetricsConfig:
     gen_ai_server_aliases: bool = False
 
 
+_OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
 @dataclass(frozen=True, slots=True)
 class TracingConfig:
-    enabled: bool = False
+    enabled: bool | None = None  # None: the config does not say; the OTEL_* variables decide (resolved)
     capture_content: bool = False
     service_name: str = "gateway-stats"
+
+    def resolved(self, environ: Mapping[str, str]) -> TracingConfig:
+        """`enabled` decided, in this order: `OTEL_SDK_DISABLED=true` turns tracing off; else the
+        config's `enabled` when it is set; else on when `OTEL_TRACES_EXPORTER` names an exporter other
+        than `none`, or (that variable unset) `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` is set."""
+        if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return replace(self, enabled=False)
+        if self.enabled is not None:
+            return self
+        exporters = environ.get("OTEL_TRACES_EXPORTER", "").strip()
+        if exporters:
+            on = any(e.strip().lower() not in ("", "none") for e in exporters.split(","))
+        else:
+            on = any(environ.get(n, "").strip() for n in _OTLP_ENDPOINTS)
+        return replace(self, enabled=on)
 
 
 @dataclass(frozen=True, slots=True)

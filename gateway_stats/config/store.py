@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import yaml
 
@@ -22,6 +23,16 @@ from gateway_stats.config.schema import ConfigError
 log = logging.getLogger(__name__)
 
 # -------------------------------------------------------------------------------------------- reload
+
+
+def with_environment(config: Config, environ: Mapping[str, str]) -> Config:
+    """The config as a running sidecar applies it: `tracing.enabled` decided with the OTEL_* variables
+    (TracingConfig.resolved), so everything downstream reads a plain true/false."""
+    ext = config.extensions
+    tracing = ext.tracing.resolved(environ)
+    if tracing == ext.tracing:
+        return config
+    return dataclasses.replace(config, extensions=dataclasses.replace(ext, tracing=tracing))
 
 
 class ConfigStore:
@@ -36,8 +47,10 @@ class ConfigStore:
         path: str | None,
         on_change: Callable[[Config], None] | None = None,
         poll_interval: float = 2.0,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.path = path
+        self.environ = os.environ if environ is None else environ
         self.on_change = on_change
         self.poll_interval = poll_interval
         self.reloads_ok = 0
@@ -45,11 +58,11 @@ class ConfigStore:
         self.last_error: str | None = None
         self._signature: tuple[object, ...] | None = None
         if path is None:
-            self.current = default_config()
+            self.current = with_environment(default_config(), self.environ)
         else:
             with contextlib.suppress(OSError):  # load_config below reports it
                 self._signature = self._stat(path)
-            self.current = load_config(path)
+            self.current = with_environment(load_config(path), self.environ)
         self._files_signature = self._stat_files(self.current.extensions.pricing.file_paths)
 
     @staticmethod
@@ -90,7 +103,7 @@ class ConfigStore:
         self._signature = signature
         self._files_signature = files
         try:
-            config = load_config(self.path)
+            config = with_environment(load_config(self.path), self.environ)
         except (ConfigError, OSError, yaml.YAMLError) as exc:
             self._failed(str(exc))
             return False

@@ -30,7 +30,7 @@ from gateway_stats.config import (
     load_config,
     parse_config,
 )
-from gateway_stats.config.store import ConfigStore
+from gateway_stats.config.store import ConfigStore, with_environment
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "config").glob("*.yaml"))
@@ -163,7 +163,9 @@ def test_extension_defaults() -> None:
     assert ext.metadata_namespace == "gateway_stats"
     assert ext.limits == Limits(4 << 20, 1 << 20, 1 << 20, 8 << 20)
     assert ext.metrics == MetricsConfig(("higress", "genai"), 2000, 128, (), False)
-    assert ext.tracing == TracingConfig(False, False, "gateway-stats")
+    assert ext.tracing == TracingConfig(
+        None, False, "gateway-stats"
+    )  # enabled: not set (the environment decides)
     assert ext.ai_log_file is None
 
 
@@ -602,6 +604,61 @@ def test_partial_extensions_keep_defaults() -> None:
     assert ext.limits == Limits(max_event_bytes=5)
     assert ext.tracing == TracingConfig(enabled=True)
     assert ext.metrics == MetricsConfig()
+
+
+def test_tracing_enabled_unset_is_not_false() -> None:
+    assert parse_config({}).extensions.tracing.enabled is None
+    assert (
+        parse_config({"gateway_stats": {"tracing": {"capture_content": True}}}).extensions.tracing.enabled
+        is None
+    )
+    assert (
+        parse_config({"gateway_stats": {"tracing": {"enabled": False}}}).extensions.tracing.enabled is False
+    )
+    assert parse_config({"gateway_stats": {"tracing": {"enabled": True}}}).extensions.tracing.enabled is True
+
+
+EXPORTER = {"OTEL_TRACES_EXPORTER": "otlp"}
+ENDPOINT = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+TRACES_ENDPOINT = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}
+OFF = {"OTEL_SDK_DISABLED": "true"}
+
+
+@pytest.mark.parametrize(
+    ("enabled", "environ", "on"),
+    [
+        (None, {}, False),  # nothing asks for spans
+        (None, EXPORTER, True),  # the standard variables alone switch tracing on
+        (None, {"OTEL_TRACES_EXPORTER": "console"}, True),
+        (None, {"OTEL_TRACES_EXPORTER": "none"}, False),
+        (None, {"OTEL_TRACES_EXPORTER": " "}, False),  # empty: not set
+        (None, ENDPOINT, True),
+        (None, TRACES_ENDPOINT, True),
+        (None, {**ENDPOINT, "OTEL_TRACES_EXPORTER": "none"}, False),  # an explicit `none` wins
+        (False, {**EXPORTER, **ENDPOINT}, False),  # the config's `enabled: false` wins over the variables
+        (True, {}, True),
+        (True, {"OTEL_SDK_DISABLED": "TRUE"}, False),  # OTEL_SDK_DISABLED turns everything off
+        (None, {**EXPORTER, **OFF}, False),
+        (None, {**EXPORTER, "OTEL_SDK_DISABLED": "false"}, True),
+    ],
+)
+def test_tracing_from_the_environment(enabled: bool | None, environ: dict[str, str], on: bool) -> None:
+    tr = TracingConfig(enabled=enabled, capture_content=True).resolved(environ)
+    assert tr.enabled is on and tr.capture_content
+
+
+def test_config_store_resolves_tracing_from_the_environment(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("use_default_attributes: true\n")
+    assert ConfigStore(str(p), environ=ENDPOINT).current.extensions.tracing.enabled is True
+    assert ConfigStore(None, environ=EXPORTER).current.extensions.tracing.enabled is True
+    assert ConfigStore(str(p), environ={}).current.extensions.tracing.enabled is False
+    seen: list[Config] = []
+    store = ConfigStore(str(p), on_change=seen.append, environ=EXPORTER)
+    write(p, "gateway_stats: {tracing: {enabled: false}}\n")
+    assert store.check() and store.current.extensions.tracing.enabled is False  # reloads resolve too
+    write(p, "gateway_stats: {tracing: {capture_content: true}}\n")
+    assert store.check() and seen[-1].extensions.tracing.enabled is True
 
 
 def test_higress_inline_rules_shape() -> None:
@@ -1215,8 +1272,9 @@ def write(path: Path, text: str) -> None:
 
 
 def test_store_without_path_uses_default() -> None:
-    store = ConfigStore(None)
-    assert store.current == default_config()
+    store = ConfigStore(None, environ={})
+    assert store.current == with_environment(default_config(), {})
+    assert store.current.extensions.tracing.enabled is False  # decided: no OTEL_* variable asks for spans
     assert store.check() is False
     assert (store.reloads_ok, store.reloads_failed, store.last_error) == (0, 0, None)
 
