@@ -17,7 +17,7 @@ import orjson
 
 from gateway_stats.testing.truth import Truth, _int, _split_text, _usage
 
-__all__ = ["EMBEDDING_DIM", "build_events", "build_json", "error_body"]
+__all__ = ["EMBEDDING_DIM", "build_events", "build_json", "error_body", "stream_error_event"]
 
 EMBEDDING_DIM = 8
 
@@ -401,6 +401,13 @@ _ERROR_TYPES = {
     504: "timeout_error",
     529: "overloaded_error",
 }
+
+
+def stream_error_event(provider: str) -> bytes:
+    """The SSE error event a stream ends with when it fails mid-way (HTTP status already 200)."""
+    if provider == "anthropic.messages":
+        return _named("error", error_body(529, provider, "mock error: overloaded mid-stream"))
+    return _sse(error_body(500, provider, "mock error: failed mid-stream"))
 
 
 def error_body(status: int, provider: str | None = None, message: str | None = None) -> dict[str, Any]:

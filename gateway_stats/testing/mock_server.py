@@ -22,7 +22,13 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
-from gateway_stats.testing.bodies import _gemini_chunks, build_events, build_json, error_body
+from gateway_stats.testing.bodies import (
+    _gemini_chunks,
+    build_events,
+    build_json,
+    error_body,
+    stream_error_event,
+)
 from gateway_stats.testing.scenarios import (
     _DEFAULT_SCENARIO,
     _compress,
@@ -445,8 +451,10 @@ class MockLLM:
             extra += b"retry-after: 1\r\n"
         if not keep_alive:
             extra += b"connection: close\r\n"
-        head = b"%scontent-type: application/json\r\nx-mock-request-id: %s\r\n%s\r\n" % (
+        ctype = sc.content_type.encode("latin-1", "replace") or b"application/json"
+        head = b"%scontent-type: %s\r\nx-mock-request-id: %s\r\n%s\r\n" % (
             _status_line(status),
+            ctype,
             rec.request_id.encode("latin-1", "replace"),
             extra,
         )
@@ -466,6 +474,9 @@ class MockLLM:
         keep_alive: bool,
     ) -> bool:
         events, usage_idx, first_idx = build_events(truth, sc.created)
+        if 0 <= sc.error_after < len(events):  # the stream fails mid-way: an error event ends it
+            events = [*events[: sc.error_after], stream_error_event(truth.provider)]
+            usage_idx = -1
         if sc.event_bytes and first_idx >= 0:
             events[first_idx] = _pad_event(events[first_idx], sc.event_bytes)
         if sc.crlf:

@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import signal
 
-from gateway_stats.testing.bodies import build_events, build_json, error_body
+from gateway_stats.testing.bodies import build_events, build_json, error_body, stream_error_event
 from gateway_stats.testing.mock_server import (
     DEFAULT_MAX_PARSE_BYTES,
     DEFAULT_MAX_RECORDS,
@@ -62,6 +62,7 @@ __all__ = [
     "expected",
     "main",
     "provider_for_path",
+    "stream_error_event",
 ]
 
 

@@ -45,6 +45,8 @@ SCENARIO_HEADERS: dict[str, str] = {
     "x-mock-unterminated-final": "1: last SSE event lacks the blank line; 2: lacks every trailing newline",
     "x-mock-event-bytes": "N: pad the first content SSE event to about N bytes",
     "x-mock-created": "N: the `created` timestamp (default: now), for byte-for-byte comparisons",
+    "x-mock-content-type": "content-type of a JSON answer (e.g. text/plain); the body is unchanged",
+    "x-mock-error-after": 'N: after N SSE events send an error event ({"error": …}) and end the stream',
 }
 
 
@@ -107,6 +109,8 @@ class _Scenario:
     unterminated: int = 0
     event_bytes: int = 0
     created: int | None = None  # fixed `created` timestamp, so two answers can be compared byte for byte
+    content_type: str = ""  # content-type of a JSON answer ("" = application/json)
+    error_after: int = -1  # SSE: an error event replaces the rest of the stream after this many events
 
     @classmethod
     def parse(cls, h: Mapping[str, str]) -> _Scenario:
@@ -126,6 +130,8 @@ class _Scenario:
             unterminated=_int(h.get("x-mock-unterminated-final"), 0, 0, 2),
             event_bytes=_int(h.get("x-mock-event-bytes"), 0, 0, 1 << 31),
             created=_int(h.get("x-mock-created"), 0) or None,
+            content_type=(h.get("x-mock-content-type") or "").strip(),
+            error_after=_int(h.get("x-mock-error-after"), -1, 0),
         )
 
 

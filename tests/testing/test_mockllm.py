@@ -604,6 +604,31 @@ def test_big_request_bodies_content_length_and_chunked() -> None:
     run(go)
 
 
+def test_content_type_of_a_json_answer() -> None:
+    async def go(mock: MockLLM) -> None:
+        r = await one(mock, "POST", CHAT, {"x-mock-content-type": "text/plain; charset=utf-8"}, chat_body())
+        assert r.headers["content-type"] == "text/plain; charset=utf-8"
+        assert r.json()["usage"] == expected(CHAT, {}, chat_body()).usage  # the body is unchanged
+
+    run(go)
+
+
+def test_error_after_ends_the_stream_with_an_error_event() -> None:
+    async def go(mock: MockLLM) -> None:
+        body = chat_body(stream=True, stream_options={"include_usage": True})
+        r = await one(mock, "POST", CHAT, {"x-mock-error-after": "2", "x-mock-model": "resp-model"}, body)
+        assert r.status == 200 and r.complete
+        evs = json_events(r)
+        assert len(evs) == 3 and [e["model"] for _, e in evs[:2]] == ["resp-model", "resp-model"]
+        assert set(evs[2][1]) == {"error"} and evs[2][1]["error"]["code"] == 500
+        a = await one(
+            mock, "POST", "/v1/messages", {"x-mock-error-after": "1"}, {"model": "c", "stream": True}
+        )
+        assert a.body.count(b"event: ") == 2 and b'event: error\ndata: {"type":"error"' in a.body
+
+    run(go)
+
+
 def test_unterminated_final_event() -> None:
     async def go(mock: MockLLM) -> None:
         body = chat_body(stream=True)
