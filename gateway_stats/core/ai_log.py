@@ -33,7 +33,7 @@ def build_ai_log(rec: CallRecord, value_length_limit: int = 32000) -> dict[str, 
     if rec.session_id:
         d["session_id"] = rec.session_id
     d["chat_round"] = rec.chat_round  # Higress writes it for every call, 0 when there are no user messages
-    if rec.response_observed:  # else Higress writes only the request side
+    if rec.response_observed and rec.t_response_headers:  # response side (Higress: not before it)
         d["response_type"] = rec.response_type
     if rec.chat_id:
         d["chat_id"] = rec.chat_id
