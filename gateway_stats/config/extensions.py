@@ -35,6 +35,7 @@ EXTENSION_FIELDS = (
     "tracing",
     "ai_log_file",
     "pricing",
+    "records",
 )
 LIMIT_FIELDS = ("max_request_body_bytes", "max_event_bytes", "max_attribute_bytes", "max_response_body_bytes")
 METRICS_FIELDS = (
@@ -183,11 +184,19 @@ def parse_extensions(r: Reader, value: object, path: str, attribute_keys: set[st
             service_name=r.string(tr, "service_name", tp, required="service_name" in tr),
         )
     )
+    from gateway_stats.records.config import parse_records  # the records block lives with the records
+
+    try:
+        records = parse_records(m.get("records"), join_path(path, "records"), r.source)
+    except ConfigError as exc:
+        r.errors.extend(exc.errors)
+        records = None
     return Extensions(
         **_kwargs(
             consumer_header=consumer.lower() if consumer else None,
             metadata_namespace=namespace,
             ai_log_file=ai_log_file,
+            records=records,
         ),
         limits=limits,
         metrics=_parse_metrics(r, m, path, attribute_keys),

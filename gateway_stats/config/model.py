@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway_stats.pricing.config import PricingConfig
 
@@ -244,6 +244,7 @@ class Extensions:
     tracing: TracingConfig = field(default_factory=TracingConfig)
     ai_log_file: str | None = None  # "-" = stdout
     pricing: PricingConfig = field(default_factory=PricingConfig)  # money cost (gateway_stats/pricing/)
+    records: Any = None  # gateway_stats.records.config.RecordsConfig | None (parsed there)
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,11 +113,19 @@ class Extraction:
             msgs = doc.get("messages")
             if isinstance(msgs, list):
                 rec.chat_round = sum(1 for m in msgs if isinstance(m, dict) and m.get("role") == "user")
+                rec.request_messages = len(msgs)
             contents = doc.get("contents")
             if isinstance(contents, list):
                 rec.chat_round = sum(
                     1 for c in contents if isinstance(c, dict) and c.get("role") in (None, "user")
                 )
+                rec.request_messages = len(contents)
+            if rec.request_messages is None:  # embeddings / Responses / completions input
+                inp = doc.get("input", doc.get("prompt"))
+                if isinstance(inp, list):  # a list of texts (a list of token ids is one input)
+                    rec.request_messages = 1 if inp and isinstance(inp[0], int) else len(inp)
+                elif isinstance(inp, str):
+                    rec.request_messages = 1
         rec.provider = self.kind.provider
         rec.operation = self.kind.operation
         rec.extra["api_kind"] = self.kind.api

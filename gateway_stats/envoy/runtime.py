@@ -17,6 +17,7 @@ from gateway_stats.sinks.base import Sink, SinkSet
 from gateway_stats.sinks.metrics import MetricsSink, is_llm_call, unpriced_reason
 
 if TYPE_CHECKING:
+    from gateway_stats.sinks.records.writer import RecordsSink
     from gateway_stats.sinks.tracing import TracingSink
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,15 @@ class Runtime:
             sinks.append(AiLogLineSink(path))
         self.sinks = SinkSet(sinks, on_error=lambda name: self.self_metrics.errors.labels("sink").inc())
         self.tracing: TracingSink | None = None  # created only once tracing is enabled
+        # Records (SQLite, PostgreSQL, InfluxDB, JSON lines): kept last in the fan-out (add_sink), so
+        # every other sink (tracing's span ids, pricing) has filled the record before a writer reads it.
+        self.records: RecordsSink | None = None
+        self._records_config = store.current.extensions.records
+        if self._records_config is not None and self._records_config.enabled:
+            from gateway_stats.sinks.records.writer import RecordsMetrics, RecordsSink
+
+            self.records = RecordsSink(self._records_config, RecordsMetrics(self.registry))
+            self.sinks.sinks.append(self.records)
         self.reconfigure(store.current)
         self.ready = False
         self._noted: set[str] = set()
@@ -61,6 +71,8 @@ class Runtime:
             self.add_sink(self.tracing)
         if cfg.extensions.pricing.builtin:
             BUILTIN.load()  # import genai-prices now, not while the first call is being finalized
+        if cfg.extensions.records != self._records_config:
+            log.warning("records settings changed in %s: they take effect at the next restart", cfg.source)
 
     @property
     def config(self) -> Config:
@@ -71,7 +83,10 @@ class Runtime:
         return generate_latest(self.registry) + self.metrics.render().encode()
 
     def add_sink(self, sink: Sink) -> None:
-        self.sinks.sinks.append(sink)
+        """Add a sink before the records sink, which stays last (see __init__)."""
+        sinks = self.sinks.sinks
+        last = self.records is not None and bool(sinks) and sinks[-1] is self.records
+        sinks.insert(len(sinks) - 1 if last else len(sinks), sink)
 
     def emit(self, rec: CallRecord, ai_log: dict[str, Any]) -> None:
         sm = self.self_metrics

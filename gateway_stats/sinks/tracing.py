@@ -263,6 +263,9 @@ class TracingSink:
         if rec.failed:
             span.set_status(Status(StatusCode.ERROR, rec.error_message or rec.error_type or None))
         span.end(end_time=end)
+        ctx = span.get_span_context()  # the records row carries the span's ids (records/row.py)
+        rec.extra["trace_id"] = format(ctx.trace_id, "032x")
+        rec.extra["span_id"] = format(ctx.span_id, "016x")
 
     def close(self) -> None:
         """Flush what is queued and stop the export thread."""
