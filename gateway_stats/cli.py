@@ -141,6 +141,12 @@ def _envoy_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from gateway_stats.records.cli import run_report
+
+    return run_report(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gateway_stats.demo import run_demo
 
@@ -244,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--tracing-service-name", default="envoy", help="service.name of Envoy's spans")
     e.set_defaults(func=_envoy_config)
+
+    r = sub.add_parser("report", help="calls, errors, tokens, cost and latency from the analytics records")
+    from gateway_stats.records.cli import add_report_arguments
+
+    add_report_arguments(r)
+    r.set_defaults(func=_report)
 
     d = sub.add_parser("demo", help="Envoy + gateway-stats + mock LLM, real traffic, show ai_log and metrics")
     d.add_argument(
