@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import json
-import math
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from records_util import DAY, FakeStore, make_record
+from records_util import DAY, FakeStore, assert_report_equals_sql, make_record
 
 from gateway_stats.cli import main as cli_main
 from gateway_stats.config import ConfigError, parse_config
@@ -559,63 +558,6 @@ def report_recs() -> list[Any]:
             )
         )
     return recs
-
-
-def hand_sql_figures(q: Any, by: str, ph: str, day_sql: str) -> dict[str, dict[str, Any]]:
-    """The report's figures in plain SQL (one query per figure; percentiles by ORDER BY ... OFFSET)."""
-    key = {
-        "model": "COALESCE(response_model, request_model, '(none)')",
-        "route": "COALESCE(route, '(none)')",
-        "consumer": "COALESCE(consumer, '(none)')",
-        "day": day_sql,
-    }[by]
-    out: dict[str, dict[str, Any]] = {}
-    for k, calls, errors, tin, tout in q(
-        f"SELECT {key}, count(*), sum(CASE WHEN outcome = 'error' THEN 1 ELSE 0 END), "
-        f"sum(input_tokens), sum(output_tokens) FROM calls GROUP BY 1"
-    ):
-
-        def pct(col: str, cond: str, p: float, k: Any = k) -> int | None:
-            n = q(f"SELECT count(*) FROM calls WHERE {key} = {ph} AND {col} IS NOT NULL {cond}", k)[0][0]
-            if not n:
-                return None
-            off = math.ceil(p * n) - 1
-            return q(
-                f"SELECT {col} FROM calls WHERE {key} = {ph} AND {col} IS NOT NULL {cond} "
-                f"ORDER BY {col} LIMIT 1 OFFSET {off}",
-                k,
-            )[0][0]
-
-        stream = "AND stream = 1" if ph == "?" else "AND stream"
-        costs = q(f"SELECT currency, cost FROM calls WHERE {key} = {ph} AND cost IS NOT NULL", k)
-        cost: dict[str, Decimal] = {}
-        for cur, c in costs:
-            cost[cur] = cost.get(cur, Decimal(0)) + Decimal(str(c))
-        out[str(k)] = {
-            "calls": calls,
-            "errors_pct": round(100.0 * errors / calls, 1),
-            "tokens_in": tin or 0,
-            "tokens_out": tout or 0,
-            "cost": {c: str(v) for c, v in cost.items()},
-            "p50_ms": pct("duration_ms", "", 0.5),
-            "p95_ms": pct("duration_ms", "", 0.95),
-            "ttft_p50_ms": pct("first_content_ms", stream, 0.5),
-            "ttft_p95_ms": pct("first_content_ms", stream, 0.95),
-        }
-    return out
-
-
-def assert_report_equals_sql(src: str, q: Any, ph: str, day_sql: str) -> None:
-    for by in report.BY:
-        rep = json.loads(report.to_json(report.build(src, by)))
-        want = hand_sql_figures(q, by, ph, day_sql)
-        got = {r["key"]: {k: r[k] for k in next(iter(want.values()))} for r in rep["rows"]}
-        for r in got.values():
-            r["cost"] = {c: str(Decimal(v)) for c, v in r["cost"].items()}
-        for w in want.values():
-            w["cost"] = {c: str(Decimal(v)) for c, v in w["cost"].items()}
-        assert got == want, by
-        assert rep["total"]["calls"] == q("SELECT count(*) FROM calls")[0][0]
 
 
 def test_report_figures_equal_hand_written_sql(tmp_path: Path, postgres: Any) -> None:

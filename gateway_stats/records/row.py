@@ -55,7 +55,9 @@ def trace_ids(rec: CallRecord) -> tuple[str | None, str | None, str | None]:
 
 
 def timestamp(wall: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(wall, UTC)
+    """Epoch seconds as a UTC datetime, to the millisecond (the precision every store keeps)."""
+    t = dt.datetime.fromtimestamp(wall, UTC)
+    return t.replace(microsecond=t.microsecond // 1000 * 1000)
 
 
 def call_row(rec: CallRecord) -> dict[str, Any]:
