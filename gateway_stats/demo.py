@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.client
 import json
 import re
@@ -152,6 +153,33 @@ def _cost_by_model(url: str) -> str:
     return f"Cost by model (gateway_stats_cost_total): {'; '.join(parts)} — total {total}"
 
 
+def _records_report(stack: Stack, workdir: Path, n: int, since: float) -> None:
+    """The analytics records of the demo's own calls: the report, and the HTML page's path."""
+    from gateway_stats.config import load_config
+    from gateway_stats.records import html, report
+    from gateway_stats.records.read import fetch
+
+    rc = load_config(stack.config_path).extensions.records if stack.config_path else None
+    if rc is None or rc.sqlite is None:
+        return
+    db = Path(rc.sqlite.path)
+    db = db if db.is_absolute() else workdir / db
+    deadline = time.monotonic() + 10
+    rows: list[Any] = []
+    while time.monotonic() < deadline:  # the writer batches every 200 ms
+        with contextlib.suppress(Exception):
+            rows = [r for r in fetch(db) if r["ts"].timestamp() >= since]
+        if len(rows) >= n:
+            break
+        time.sleep(0.1)
+    rep = report.build(db, "model", dt.datetime.fromtimestamp(since, dt.UTC))
+    print(f"\nAnalytics records ({db}), one row per call; `gateway-stats report --db {db}`:")
+    report.render_table(rep)
+    page = workdir / "report.html"
+    page.write_text(html.render(rep, "gateway-stats demo report"), encoding="utf-8")
+    print(f"HTML report (opens offline): {page.resolve()}")
+
+
 def run_demo(keep_running: bool | None = None, workdir: Path | None = None) -> int:
     if keep_running is None:
         keep_running = sys.stdin.isatty() and sys.stdout.isatty()
@@ -164,6 +192,7 @@ def run_demo(keep_running: bool | None = None, workdir: Path | None = None) -> i
     stack = Stack(workdir, config_path=str(config) if config.exists() else None)
     print("gateway-stats demo: starting the mock LLM, gateway-stats and Envoy 1.40 on loopback ...")
     try:
+        started = time.time()  # run/demo/records.db keeps earlier runs: report this run's calls
         stack.start()
         print(f"  Envoy        http://127.0.0.1:{stack.envoy_port}  (admin :{stack.admin_port})")
         print(f"  gateway-stats gRPC 127.0.0.1:{stack.grpc_port}, metrics {stack.metrics_url}")
@@ -191,6 +220,7 @@ def run_demo(keep_running: bool | None = None, workdir: Path | None = None) -> i
         print(f"\nExcerpt of {stack.metrics_url}:")
         for ln in _metrics_excerpt(stack.metrics_url):
             print(f"  {ln}")
+        _records_report(stack, workdir, len(TRAFFIC), started)
         if keep_running:
             print(
                 "\nStill running. Send your own call through Envoy:\n"

@@ -625,3 +625,12 @@ def test_html_report_renders_in_chromium_with_data_and_no_console_errors(
     bad = tmp_path / "bad.html"
     bad.write_text("<html><body><script>undefinedFunction();</script></body></html>")
     assert any("undefinedFunction" in ln for ln in chromium_check(bad).console)
+
+
+def test_docs_list_every_column_with_its_types() -> None:
+    doc = (REPO / "docs" / "records.md").read_text()
+    for c in schema.CALLS.columns:
+        nn = " NOT NULL" if c.not_null else ""
+        want = f"| `{c.name}` | {schema.SQLITE_TYPES[c.type]}{nn} | {schema.POSTGRES_TYPES[c.type]}{nn} |"
+        assert want in doc, c.name
+    assert f"now **{schema.SCHEMA_VERSION}**" in doc

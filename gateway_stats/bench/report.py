@@ -18,6 +18,7 @@ LABELS = {
     "noop": "Envoy + naive no-op (inline)",
     "noop-observe": "Envoy + naive no-op (observability mode)",
     "inline": "Envoy + gateway-stats, inline",
+    "inline-norecords": "Envoy + gateway-stats, inline, records off",
     "inline-nolua": "Envoy + gateway-stats, inline, no Lua",
     "observe": "Envoy + gateway-stats, observability mode",
 }

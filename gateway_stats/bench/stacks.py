@@ -6,7 +6,9 @@
 * inline   - Envoy + gateway-stats exactly as deploy/envoy.yaml (Lua copy, filter-state ai_log line),
              realistic config (config/gateway-stats.yaml: full preset, question/answer, metrics).
 * observe  - Envoy in observability_mode + gateway-stats writing the ai_log lines itself.
-Optional: inline-nolua (the %DYNAMIC_METADATA% access log, no Lua filter) and noop-observe.
+Optional: inline-nolua (the %DYNAMIC_METADATA% access log, no Lua filter), noop-observe, and
+inline-norecords (inline with the config's `gateway_stats.records` block removed: run it beside inline
+to see what the SQLite records writer costs; config/gateway-stats.yaml enables it).
 
 Each bootstrap starts from envoy_bootstrap.bootstrap() and only removes or narrows, so the bench
 measures the configuration users deploy.
@@ -27,7 +29,7 @@ import yaml
 from gateway_stats.envoy.bootstrap import HIGRESS_LOG_FORMAT, EnvoyOptions, bootstrap
 from gateway_stats.testing.procs import Proc, envoy_binary, free_port, wait_http, wait_port
 
-CONFIGS = ("plain", "noop", "inline", "observe", "inline-nolua", "noop-observe")
+CONFIGS = ("plain", "noop", "inline", "observe", "inline-nolua", "noop-observe", "inline-norecords")
 DEFAULT_CONFIGS = ("plain", "noop", "inline", "observe")
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SIDECAR_CONFIG = REPO / "config" / "gateway-stats.yaml"
@@ -52,8 +54,8 @@ def _hcm(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def envoy_config(kind: str, o: EnvoyOptions) -> dict[str, Any]:
     """The bootstrap for one set-up (see the module docstring)."""
-    if kind in ("inline", "observe"):
-        o.mode, o.log_format = kind, "filter-state"
+    if kind in ("inline", "observe", "inline-norecords"):
+        o.mode, o.log_format = kind.split("-")[0], "filter-state"
         return bootstrap(o)
     if kind == "inline-nolua":
         o.mode, o.log_format = "inline", "dynamic-metadata"
@@ -117,7 +119,7 @@ class BenchStack:
 
     @property
     def is_gateway_stats(self) -> bool:
-        return self.kind in ("inline", "observe", "inline-nolua")
+        return self.kind in ("inline", "observe", "inline-nolua", "inline-norecords")
 
     @property
     def is_noop(self) -> bool:
@@ -127,7 +129,7 @@ class BenchStack:
     def ai_log_path(self) -> Path | None:
         if self.kind == "observe":
             return self.ai_log_file
-        if self.kind in ("inline", "inline-nolua"):
+        if self.kind in ("inline", "inline-nolua", "inline-norecords"):
             return self.access_log
         return None
 
@@ -182,13 +184,22 @@ class BenchStack:
             "--metrics-address",
             f"127.0.0.1:{self.metrics_port}",
             "--config",
-            str(self.sidecar_config),
+            str(self._sidecar_config()),
         ]
         if self.kind == "observe":
             argv += ["--ai-log-file", str(self.ai_log_file)]
         p = spawn("processor", argv, self.workdir)
         self.procs["processor"] = p
         wait_http(f"http://127.0.0.1:{self.metrics_port}/readyz", proc=p.popen)
+
+    def _sidecar_config(self) -> Path:
+        if self.kind != "inline-norecords":
+            return self.sidecar_config
+        doc = yaml.safe_load(self.sidecar_config.read_text()) or {}
+        (doc.get("gateway_stats") or {}).pop("records", None)
+        path = self.workdir / "sidecar-norecords.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
 
     def stop(self) -> None:
         for name in ("envoy", "processor"):
