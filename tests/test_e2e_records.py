@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from conftest import metric_value, metrics_text, post, wait_for
 from records_util import assert_report_equals_sql
@@ -178,6 +179,20 @@ def _pg(dsn: str) -> Any:
             return list(con.execute(sql, args or None).fetchall())
 
     return q
+
+
+def test_cost_in_every_store_matches_the_pricing_engine() -> None:
+    """TO EXTEND when the pricing engine (gateway_stats/pricing) is merged: configure prices, send the
+    calls of test_every_call_is_one_row_in_every_store, and assert each row's `cost` equals the engine's
+    exact Decimal for the mock's true tokens in SQLite (TEXT), PostgreSQL (NUMERIC), JSON lines and
+    InfluxDB (`cost` text, `price` float), `currency` beside it. Until then the end-to-end test asserts
+    cost is NULL-or-exact and identical in every store, and test_records.py checks each store keeps a
+    record's Decimal cost exactly."""
+    import importlib.util
+
+    if importlib.util.find_spec("gateway_stats.pricing") is None:
+        pytest.skip("pricing engine not merged yet: rows carry cost = NULL (see the docstring)")
+    pytest.skip("pricing engine present: extend this test with its config (see the docstring)")
 
 
 class Load:
