@@ -30,7 +30,7 @@ def _source(args: argparse.Namespace) -> str | None:
         return str(args.db)
     if not args.config:
         return None
-    from gateway_stats.config.reader import load_config
+    from gateway_stats.config import load_config
 
     rc = load_config(args.config).extensions.records
     if rc is None:
@@ -45,7 +45,7 @@ def _source(args: argparse.Namespace) -> str | None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from gateway_stats.config.reader import ConfigError
+    from gateway_stats.config import ConfigError
     from gateway_stats.records import html, report
     from gateway_stats.records.read import parse_since
 

@@ -14,8 +14,8 @@
         drain_seconds: 10                   # on SIGTERM, time given to flush what is queued
 
 `parse_records(value, path, source)` validates it and raises `ConfigError` naming each bad field, in the
-style of the config package (`config/schema.py`). InfluxDB fields left out come from AI DIAL's variables `INFLUX_URL`,
-`INFLUX_ORG`, `INFLUX_BUCKET`, `INFLUX_API_KEY` (read when the config is parsed).
+style of the config package (`config/schema.py`). InfluxDB fields left out come from AI DIAL's
+variables `INFLUX_URL`, `INFLUX_ORG`, `INFLUX_BUCKET`, `INFLUX_API_KEY` (read when the config is parsed).
 """
 
 from __future__ import annotations
