@@ -26,6 +26,10 @@ COPY config/gateway-stats.yaml /etc/gateway-stats/config.yaml
 ENV PATH=/opt/gateway-stats/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
+# Relative records paths (the example config's `records: {sqlite: records.db}`) land in the working
+# directory, writable by the user; mount a volume there to keep them.
+RUN mkdir -p /var/lib/gateway-stats && chown 10001:10001 /var/lib/gateway-stats
+WORKDIR /var/lib/gateway-stats
 USER 10001:10001
 # 18080: ext_proc gRPC (TCP; the Kubernetes base uses a Unix socket instead); 19090: /metrics /healthz /readyz
 EXPOSE 18080 19090
