@@ -26,6 +26,7 @@ from gateway_stats.records.row import decimal_text, iso
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+_CONVERT = frozenset({"timestamp", "bool", "decimal", "json"})  # types sqlite_value changes
 
 
 def sqlite_value(col: schema.Column, v: Any) -> Any:
@@ -114,21 +115,42 @@ class SqliteWriterStore:
         self.con = con
 
     def _insert(self, kind: str) -> tuple[str, tuple[schema.Column, ...]]:
+        """One INSERT ... SELECT over `json_each(?)`: the whole batch is one JSON array bound once.
+
+        sqlite3's executemany releases and re-takes the GIL around every row, and each hand-over makes
+        the event loop thread (which serves Envoy) wait; one statement for the batch lets SQLite parse
+        and insert every row with the GIL released. Arrays hold the values in column order."""
         got = self._sql.get(kind)
         if got is None:
             t = schema.table_for(kind)
-            sql = f"INSERT INTO {t.name} ({', '.join(t.names)}) VALUES ({', '.join('?' for _ in t.names)})"
+            picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(t.names)))
+            sql = f"INSERT INTO {t.name} ({', '.join(t.names)}) SELECT {picks} FROM json_each(?)"
             got = self._sql[kind] = (sql, t.columns)
         return got
+
+    @staticmethod
+    def _json_values(cols: tuple[schema.Column, ...], r: dict[str, Any]) -> list[Any]:
+        out: list[Any] = []
+        for c in cols:
+            v = r.get(c.name)
+            if v is not None and c.type in _CONVERT:
+                v = sqlite_value(c, v)
+            out.append(v)
+        return out
 
     def write(self, kind: str, rows: list[dict[str, Any]]) -> None:
         con = self.con
         assert con is not None
         sql, cols = self._insert(kind)
-        params = [tuple(sqlite_value(c, r.get(c.name)) for c in cols) for r in rows]
+        values = []
+        for i, r in enumerate(rows):
+            if i and not i % 16:
+                time.sleep(0)  # hand the GIL to the event loop now and then (see writer.YIELD_EVERY)
+            values.append(self._json_values(cols, r))
+        payload = orjson.dumps(values, default=str).decode()
         con.execute("BEGIN IMMEDIATE")
         try:
-            con.executemany(sql, params)
+            con.execute(sql, (payload,))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

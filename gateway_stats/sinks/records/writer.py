@@ -21,6 +21,9 @@ DROP_REASONS = ("queue_full", "write_failed", "rejected", "shutdown", "invalid")
 WRITE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BACKOFF_START, BACKOFF_MAX = 0.2, 5.0
 MAINTAIN_EVERY = 3600.0
+# Rows prepared between two GIL hand-overs: the event loop (serving Envoy) waits at most for this many
+# rows' Python work (about 5 us each) instead of the interpreter's 5 ms switch interval.
+YIELD_EVERY = 16
 
 Enricher = Callable[[CallRecord], None]
 
@@ -170,7 +173,9 @@ class StoreWriter:
     def _rows(self, batch: list[Pending]) -> dict[str, list[dict[str, Any]]]:
         groups: dict[str, list[dict[str, Any]]] = {}
         bad = 0
-        for item in batch:
+        for i, item in enumerate(batch):
+            if i and not i % YIELD_EVERY:
+                time.sleep(0)  # let the event loop thread take the GIL: it never waits long on us
             try:
                 row = self._prepare(item)
             except Exception:
