@@ -19,7 +19,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from conftest import metric_value, metrics_text, post, wait_for
 from records_util import assert_report_equals_sql
@@ -65,8 +64,23 @@ CALLS: list[tuple[str, dict[str, Any], dict[str, str]]] = [
 ABORTED = {"model": "m-aborted", "max_tokens": 50, "messages": msgs("long answer"), "stream": True}
 
 
-def write_config(path: Path, records: dict[str, Any]) -> str:
-    path.write_text(yaml.safe_dump({"gateway_stats": {"records": records}}))
+# One price for every call on Envoy's route (a pricing override by route), so each row's exact cost
+# is known from the mock's true tokens.
+PRICE_IN, PRICE_OUT = Decimal("0.0000013"), Decimal("0.0000071")
+PRICING = {
+    "builtin": False,
+    "overrides": [
+        {"route": "llm", "input_cost_per_token": str(PRICE_IN), "output_cost_per_token": str(PRICE_OUT)}
+    ],
+    "currency": "EUR",
+}
+
+
+def write_config(path: Path, records: dict[str, Any], pricing: dict[str, Any] | None = None) -> str:
+    ext: dict[str, Any] = {"records": records}
+    if pricing:
+        ext["pricing"] = pricing
+    path.write_text(yaml.safe_dump({"gateway_stats": ext}))
     return str(path)
 
 
@@ -108,6 +122,7 @@ def test_every_call_is_one_row_in_every_store(stack_factory, postgres, influx, t
             "jsonl": str(jl),
             "flush_interval_ms": 50,
         },
+        PRICING,
     )
     st: Stack = stack_factory(config_path=cfg)
     for path, body, headers in CALLS:
@@ -143,12 +158,20 @@ def test_every_call_is_one_row_in_every_store(stack_factory, postgres, influx, t
             assert r["response_model"] == t.model and r["stream"] is t.stream
         else:
             assert r["outcome"] == "error" and r["status_code"] == 429 and r["input_tokens"] is None
-        # cost: NULL until the pricing engine fills rec.cost, and then the same exact value everywhere
-        assert r["cost"] is None or isinstance(r["cost"], Decimal)
+        # cost: the pricing engine's exact Decimal, the same in every store (and in InfluxDB below)
+        if t.usage_reported and not t.cached_tokens and not t.reasoning_tokens:
+            assert r["cost"] == t.input_tokens * PRICE_IN + t.output_tokens * PRICE_OUT, t.request_model
+            assert r["currency"] == "EUR"
+        elif t.usage_reported:  # cache reads / reasoning: billed by the engine's own rules, still exact
+            assert isinstance(r["cost"], Decimal) and r["cost"] > 0 and r["currency"] == "EUR"
+        else:
+            assert r["cost"] is None and r["currency"] is None  # no usage: not priced, never 0
         assert r["duration_ms"] is not None and r["ts"] is not None and r["request_id"]
         p = points[t.request_model]
         assert (p.get("prompt_tokens"), p.get("completion_tokens")) == (r["input_tokens"], r["output_tokens"])
         assert p["project_id"] == r["consumer"] and p["outcome"] == r["outcome"]
+        if r["cost"] is not None:
+            assert Decimal(p["cost"]) == r["cost"] and p["price"] == float(r["cost"]) == p["deployment_price"]
     a = by_model["sqlite"]["m-aborted"]
     truth = expected("/v1/messages", {"x-mock-events": "40"}, ABORTED)
     assert a["outcome"] == "aborted" and a["stream"] is True
@@ -179,20 +202,6 @@ def _pg(dsn: str) -> Any:
             return list(con.execute(sql, args or None).fetchall())
 
     return q
-
-
-def test_cost_in_every_store_matches_the_pricing_engine() -> None:
-    """TO EXTEND when the pricing engine (gateway_stats/pricing) is merged: configure prices, send the
-    calls of test_every_call_is_one_row_in_every_store, and assert each row's `cost` equals the engine's
-    exact Decimal for the mock's true tokens in SQLite (TEXT), PostgreSQL (NUMERIC), JSON lines and
-    InfluxDB (`cost` text, `price` float), `currency` beside it. Until then the end-to-end test asserts
-    cost is NULL-or-exact and identical in every store, and test_records.py checks each store keeps a
-    record's Decimal cost exactly."""
-    import importlib.util
-
-    if importlib.util.find_spec("gateway_stats.pricing") is None:
-        pytest.skip("pricing engine not merged yet: rows carry cost = NULL (see the docstring)")
-    pytest.skip("pricing engine present: extend this test with its config (see the docstring)")
 
 
 class Load:
