@@ -76,6 +76,11 @@ PRICING = {
 }
 
 
+# Envoy skips the sidecar for the rest of a call whose answer takes longer than message_timeout (200 ms
+# by default): on a loaded test machine that would cut what the sidecar sees, not what these tests check.
+PATIENT: dict[str, object] = {"message_timeout_ms": 2000}
+
+
 def write_config(path: Path, records: dict[str, Any], pricing: dict[str, Any] | None = None) -> str:
     ext: dict[str, Any] = {"records": records}
     if pricing:
@@ -124,7 +129,7 @@ def test_every_call_is_one_row_in_every_store(stack_factory, postgres, influx, t
         },
         PRICING,
     )
-    st: Stack = stack_factory(config_path=cfg)
+    st: Stack = stack_factory(config_path=cfg, envoy_extra=PATIENT)
     for path, body, headers in CALLS:
         status, _, _ = post(st.envoy_port, path, body, headers)
         assert status == expected(path, headers, body).status
@@ -250,7 +255,7 @@ def test_postgres_down_mid_load_traffic_unaffected_drops_counted_rows_resume(  #
             "max_retries": 2,
         },
     )
-    st: Stack = stack_factory(config_path=cfg)
+    st: Stack = stack_factory(config_path=cfg, envoy_extra=PATIENT)
     with Load(st.envoy_port) as load:
         wait_for(lambda: len(rows_of(pg_dsn)) >= 30, timeout=20, what="rows in PostgreSQL")
         dropped_before = metric_value(
@@ -283,7 +288,10 @@ def test_postgres_down_mid_load_traffic_unaffected_drops_counted_rows_resume(  #
             timeout=30,
             what="rows written again after PostgreSQL came back",
         )
-    calls = metric_value(metrics_text(st), "gateway_stats_records_total", end_reason="complete")
+    text = metrics_text(st)
+    calls = sum(
+        metric_value(text, "gateway_stats_records_total", end_reason=e) for e in ("complete", "aborted")
+    )
 
     def settled() -> bool:  # the last rows reached their stores (or were counted as dropped)
         t = metrics_text(st)
@@ -308,7 +316,7 @@ def test_postgres_down_mid_load_traffic_unaffected_drops_counted_rows_resume(  #
         f"postgres rows {pg_rows}, dropped {dropped}; sqlite rows {len(rows_of(db))} of {calls:.0f} calls"
     )
     assert statuses == {200} and during > 50
-    assert slowest < 2.0  # the sidecar never waited on the database
+    assert slowest < 3.0  # never waited on the database (its connect timeout alone is 5 s)
     assert sum(dropped.values()) > dropped_before + 20
     assert pg_rows + sum(dropped.values()) == calls  # every call either written or counted as dropped
     assert metric_value(text, "gateway_stats_records_dropped_total", sink="sqlite") == 0
@@ -321,7 +329,7 @@ def test_sigterm_under_load_loses_no_accepted_row(stack_factory, tmp_path: Path)
         tmp_path / "config.yaml",
         {"sqlite": str(db), "jsonl": str(jl), "flush_interval_ms": 2000, "batch_size": 100_000},
     )
-    st: Stack = stack_factory(config_path=cfg)
+    st: Stack = stack_factory(config_path=cfg, envoy_extra=PATIENT)
     sidecar = st.procs["gateway-stats"]
     with Load(st.envoy_port, threads=4) as load:
         wait_for(lambda: len(load.results) >= 150, timeout=30, what="traffic flowing")
