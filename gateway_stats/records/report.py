@@ -172,8 +172,7 @@ def cost_text(cost: dict[str, Any], places: int | None = None) -> str:
     parts = []
     for cur, v in sorted(cost.items()):
         d = Decimal(v)
-        if places is not None:
-            d = d.quantize(Decimal(1).scaleb(-places))
+        d = d.quantize(Decimal(1).scaleb(-places)) if places is not None else d.normalize()
         parts.append(f"{decimal_text(d)} {cur}".strip())
     return " + ".join(parts)
 
@@ -191,7 +190,7 @@ HEADERS = (
 )
 
 
-def _cell(name: str, v: Any, places: int | None = 6) -> str:
+def _cell(name: str, v: Any, places: int | None = None) -> str:
     if name == "cost":
         return cost_text(v, places)
     if v is None:
