@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint proto bench bench-profile clean
+.PHONY: demo test lint proto bench bench-profile clean litellm-parity
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,16 @@ proto: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Re-derive the LiteLLM parity figures with LiteLLM itself (big; not a dependency): the committed
+# figures must not change, and LiteLLM's own bundled price map (thousands of entries) must load.
+LITELLM_VENV ?= .venv-litellm
+litellm-parity: $(STAMP)
+	test -x $(LITELLM_VENV)/bin/python || { $(PYTHON) -m venv $(LITELLM_VENV) && \
+		$(LITELLM_VENV)/bin/pip install --quiet litellm==1.110.2; }
+	LITELLM_LOCAL_MODEL_COST_MAP=True $(LITELLM_VENV)/bin/python tests/pricing/data/litellm_reference.py
+	git diff --exit-code tests/pricing/data/litellm_reference.json
+	map=$$(LITELLM_LOCAL_MODEL_COST_MAP=True $(LITELLM_VENV)/bin/python -c \
+		'import litellm, os; print(os.path.dirname(litellm.__file__))')/model_prices_and_context_window_backup.json; \
+	printf 'gateway_stats: {pricing: {files: ["%s"]}}\n' "$$map" > $(VENV)/litellm-map.yaml && \
+	$(BIN)/gateway-stats check-config $(VENV)/litellm-map.yaml

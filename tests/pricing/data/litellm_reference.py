@@ -4,7 +4,8 @@ LiteLLM is the reference for what a file in its format means. It is big and not 
 so its figures are computed once with this script and committed; `test_pricing_litellm_parity.py`
 checks that our engine gives the same cost for every case.
 
-How it was run (LiteLLM 1.110.2, offline: its bundled price map, no fetch):
+How it was run (LiteLLM 1.110.2, offline: its bundled price map, no fetch; `make litellm-parity` does
+it again, fails if a figure changes, and loads LiteLLM's whole bundled map through check-config):
 
     python3 -m venv /tmp/litellm-venv && /tmp/litellm-venv/bin/pip install litellm==1.110.2
     LITELLM_LOCAL_MODEL_COST_MAP=True /tmp/litellm-venv/bin/python tests/pricing/data/litellm_reference.py
