@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gateway_stats.config.analytics import KEYS as ANALYTICS_KEYS
+from gateway_stats.config.analytics import parse_analytics
 from gateway_stats.config.model import (
     _HEADER_NAME,
     _LABEL_NAME,
@@ -36,6 +38,7 @@ EXTENSION_FIELDS = (
     "ai_log_file",
     "pricing",
     "records",
+    *ANALYTICS_KEYS,  # analytics, feedback, athina: config/analytics.py
 )
 LIMIT_FIELDS = ("max_request_body_bytes", "max_event_bytes", "max_attribute_bytes", "max_response_body_bytes")
 METRICS_FIELDS = (
@@ -191,12 +194,18 @@ def parse_extensions(r: Reader, value: object, path: str, attribute_keys: set[st
     except ConfigError as exc:
         r.errors.extend(exc.errors)
         records = None
+    try:
+        analytics = parse_analytics(m, path)
+    except ConfigError as exc:
+        r.errors.extend(f"{r.source}: {e}" for e in exc.errors)
+        analytics = None
     return Extensions(
         **_kwargs(
             consumer_header=consumer.lower() if consumer else None,
             metadata_namespace=namespace,
             ai_log_file=ai_log_file,
             records=records,
+            analytics=analytics,
         ),
         limits=limits,
         metrics=_parse_metrics(r, m, path, attribute_keys),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from gateway_stats.pricing.config import PricingConfig
+from gateway_stats.config.analytics import AnalyticsSettings
 
 if TYPE_CHECKING:
     from gateway_stats.config.match_rules import MatchRule
@@ -85,6 +86,7 @@ METRIC_FAMILIES = (
     "gateway_stats_calls_total",
     "gateway_stats_cost_total",
     "gateway_stats_unpriced_calls_total",
+    "gateway_stats_feedback_total",
 )
 # Labels our metric families already carry (Prometheus spelling); extra labels must not reuse them.
 BUILTIN_METRIC_LABELS = frozenset(
@@ -108,6 +110,7 @@ BUILTIN_METRIC_LABELS = frozenset(
         "status_code",
         "stream",
         "outcome",
+        "rating",
         "family",
         "le",
         "quantile",
@@ -245,6 +248,7 @@ class Extensions:
     ai_log_file: str | None = None  # "-" = stdout
     pricing: PricingConfig = field(default_factory=PricingConfig)  # money cost (gateway_stats/pricing/)
     records: Any = None  # gateway_stats.records.config.RecordsConfig | None (parsed there)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)  # analytics, feedback, athina
 
 
 @dataclass(frozen=True, slots=True)

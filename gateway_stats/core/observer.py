@@ -15,6 +15,8 @@ from collections.abc import Mapping
 import orjson
 
 from gateway_stats.config import Config, Limits, PluginConfig
+from gateway_stats.core import capture
+from gateway_stats.core import feedback as fbk
 from gateway_stats.core.decoding import Decoder, decoder_for
 from gateway_stats.core.extraction import Extraction
 from gateway_stats.core.record import CallRecord
@@ -46,6 +48,7 @@ class CallObserver:
         "_resp_body",
         "_resp_done",
         "_resp_seen",
+        "_user_id",
         "extraction",
         "record",
     )
@@ -65,10 +68,12 @@ class CallObserver:
         self._content_length = -1
         self._resp_done = False
         self._complete = False  # the whole answer was seen before Envoy's end-of-stream message
+        self._user_id: str | None = None  # raw end-user id until finish() hashes it
 
     @property
     def observed(self) -> bool:
-        return self.extraction is not None
+        """An LLM call being analysed, or a DIAL rate call (feedback) being read."""
+        return self.extraction is not None or self.record.feedback is not None
 
     @property
     def response_analysed(self) -> bool:
@@ -99,6 +104,23 @@ class CallObserver:
                     rec.label_headers[label.request_header] = v
         rec.traceparent = headers.get("traceparent")
         rec.tracestate = headers.get("tracestate")
+        an = ext.analytics
+        if an.user.header:
+            self._user_id = headers.get(an.user.header) or None
+        if an.segmentation:
+            rec.segments = capture.segments(headers, an.segmentation)
+        if an.feedback.dial_rate and rec.method == "POST":
+            deployment = fbk.rate_deployment(rec.path)
+            if deployment is not None:  # DIAL's rate call: read its body, it is feedback, not traffic
+                rec.feedback = fbk.Feedback(
+                    source="dial_rate",
+                    ts=rec.wall_start,
+                    deployment=deployment,
+                    via_request_id=rec.request_id,
+                )
+                if end_of_stream:
+                    rec.extra["feedback_problem"] = "no body"
+                return False
 
         plugin = self._config.select(rec.route, rec.host.split(":", 1)[0], rec.cluster)
         self._plugin = plugin
@@ -127,6 +149,8 @@ class CallObserver:
     def on_request_body(self, chunk: bytes, end_of_stream: bool, now: int) -> bool:
         ex = self.extraction
         if ex is None:
+            if self.record.feedback is not None:
+                self._rate_body(chunk, end_of_stream)
             return False
         rec = self.record
         n = len(chunk)
@@ -153,10 +177,39 @@ class CallObserver:
             except orjson.JSONDecodeError:
                 ex.note_bad_json("request")
         ex.on_request_body(doc)
+        an = self._config.extensions.analytics
+        if isinstance(doc, dict):
+            if an.wants_text:
+                rec.user_text = capture.last_user_text(doc, an.text_cap, ex.kind.api)
+            if an.user.body and an.user.enabled and self._user_id is None:
+                self._user_id = capture.user_id_from_body(doc)
         tracing = self._config.extensions.tracing
-        if tracing.enabled and tracing.capture_content and isinstance(doc, dict):
-            rec.request_doc = doc  # opt-in: message content for the span
+        keep_doc = (tracing.enabled and tracing.capture_content) or (
+            an.athina.enabled and an.athina.include_content
+        )
+        if keep_doc and isinstance(doc, dict):
+            rec.request_doc = doc  # opt-in: message content for the span, or the prompt for Athina
         return True
+
+    def _rate_body(self, chunk: bytes, end_of_stream: bool) -> None:
+        """DIAL's rate body is tiny; a bounded prefix is kept and parsed at its end."""
+        room = self._config.extensions.analytics.feedback.max_body_bytes - self._body_seen
+        if chunk and room > 0:
+            self._body_prefix.append(chunk[:room])
+            self._body_seen += min(len(chunk), room)
+        if not end_of_stream:
+            return
+        fb = self.record.feedback
+        assert fb is not None
+        body = b"".join(self._body_prefix)
+        self._body_prefix = []
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            doc = None
+        problem = fbk.apply_rate_body(fb, doc)
+        if problem:
+            self.record.extra["feedback_problem"] = problem
 
     # ----------------------------------------------------------------- response
     def on_response_headers(
@@ -339,8 +392,26 @@ class CallObserver:
         rec.end_reason = reason
         if self.extraction is not None:
             self.extraction.finish(reason)
+        self._finish_identity()
         rec.finished = True
         return rec
+
+    def _finish_identity(self) -> None:
+        """Hash the end-user id (and Athina's customer_user_id): raw ids leave only with store_raw."""
+        user = self._config.extensions.analytics.user
+        if not user.enabled:
+            self._user_id = None
+            return
+        rec = self.record
+        raw = self._user_id
+        self._user_id = None
+        if raw:
+            rec.user_hash = capture.user_hash(user.key, raw)
+            if user.store_raw:
+                rec.user_id = raw
+        seg = rec.segments
+        if seg and "customer_user_id" in seg and not user.store_raw:
+            seg["customer_user_id"] = capture.user_hash(user.key, seg["customer_user_id"])
 
     def ai_log(self) -> dict[str, object]:
         if self.extraction is None:

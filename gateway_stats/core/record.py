@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from gateway_stats.core.buckets import DURATION_BUCKETS, BucketCounts
+from gateway_stats.core.feedback import Feedback
 
 NS_PER_MS = 1_000_000
 
@@ -125,6 +126,12 @@ class CallRecord:
     user_hash: str | None = None  # keyed HMAC of the end-user id; the raw id is never kept
     language: str | None = None  # filled off the request path (records writer)
     topic: str | None = None
+    # captured on the request path for the analytics above (core/capture.py); never logged or exported
+    # as such: `user_text` is the last user text (capped) that language and topic are computed from
+    user_text: str | None = None
+    user_id: str | None = None  # the raw end-user id: only with analytics.user.store_raw
+    segments: dict[str, str] | None = None  # Athina segmentation fields from configured headers
+    feedback: Feedback | None = None  # set on a DIAL rate call: feedback, not an LLM call
     extra: dict[str, Any] = field(default_factory=dict)
 
     def note_chunk(self, now: int) -> None:

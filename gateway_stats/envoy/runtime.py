@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 
+from gateway_stats.analytics.enricher import Enricher
+from gateway_stats.analytics.feedback import FeedbackHub, handle_feedback
+from gateway_stats.analytics.joins import RecentCalls
 from gateway_stats.config import Config
 from gateway_stats.config.store import ConfigStore
 from gateway_stats.core.record import CallRecord
@@ -17,6 +20,10 @@ from gateway_stats.sinks.base import Sink, SinkSet
 from gateway_stats.sinks.metrics import MetricsSink, is_llm_call, unpriced_reason
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from gateway_stats.core.feedback import Feedback
+    from gateway_stats.sinks.athina import AthinaSink
     from gateway_stats.sinks.records.writer import RecordsSink
     from gateway_stats.sinks.tracing import TracingSink
 
@@ -50,6 +57,14 @@ class Runtime:
 
             self.records = RecordsSink(self._records_config, RecordsMetrics(self.registry))
             self.sinks.sinks.append(self.records)
+        # analytics (issue 13): feedback joined to recent calls; language/topic off the request path
+        self.feedback_hub = FeedbackHub(
+            RecentCalls(),
+            lambda: [f for s in self.sinks.sinks if (f := getattr(s, "feedback", None)) is not None],
+            on_error=lambda name: self.self_metrics.errors.labels("feedback").inc(),
+        )
+        self.enricher = Enricher(store.current.extensions.analytics)
+        self.athina: AthinaSink | None = None
         self.reconfigure(store.current)
         self.ready = False
         self._noted: set[str] = set()
@@ -73,6 +88,28 @@ class Runtime:
             BUILTIN.load()  # import genai-prices now, not while the first call is being finalized
         if cfg.extensions.records != self._records_config:
             log.warning("records settings changed in %s: they take effect at the next restart", cfg.source)
+        an = cfg.extensions.analytics
+        self.enricher.reconfigure(an)
+        if self.athina is not None:
+            self.athina.reconfigure(an.athina)
+        elif an.athina.enabled:
+            from gateway_stats.sinks.athina import AthinaSink
+
+            self.athina = AthinaSink(an.athina, self.enricher, self.feedback_hub.recent)
+            self.add_sink(self.athina)
+
+    def start(self) -> None:
+        """Start what runs beside the traffic (the language/topic worker loads its models meanwhile)."""
+        self.enricher.start()
+
+    def handle_feedback(self, method: str, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
+        """`POST /v1/feedback` on the side port."""
+        return handle_feedback(
+            self.config.extensions.analytics.feedback, method, headers, body, self.feedback_hub
+        )
+
+    def submit_feedback(self, fb: Feedback) -> None:
+        self.feedback_hub.submit(fb)
 
     @property
     def config(self) -> Config:
@@ -89,6 +126,9 @@ class Runtime:
         sinks.insert(len(sinks) - 1 if last else len(sinks), sink)
 
     def emit(self, rec: CallRecord, ai_log: dict[str, Any]) -> None:
+        if rec.feedback is not None:  # a DIAL rate call: feedback, not an LLM call
+            self.feedback_hub.from_rate_call(rec)
+            return
         sm = self.self_metrics
         for cap in rec.caps_hit:
             sm.caps_hit.labels(cap).inc()
@@ -106,6 +146,8 @@ class Runtime:
         if rec.provider == "unknown" and rec.operation == "unknown" and rec.status_code is not None:
             sm.unrecognised.inc()
             self._note("unrecognised", rec, "no known LLM API shape in path or body")
+        elif rec.observed and is_llm_call(rec):
+            self.feedback_hub.note_call(rec)
         reason = unpriced_reason(rec) if rec.observed and is_llm_call(rec) else None
         if reason is not None:
             self._note_unpriced(rec, reason)
@@ -147,3 +189,4 @@ class Runtime:
 
     def close(self) -> None:
         self.sinks.close()
+        self.enricher.close()

@@ -75,9 +75,10 @@ class Sidecar:
         for svc in ("", SERVICE_NAME):
             await health.set(svc, health_pb2.HealthCheckResponse.SERVING)
         host, mport = split_host_port(self.opts.metrics_address)
-        self.side = SideHTTP(rt.render_metrics, lambda: rt.ready)
+        self.side = SideHTTP(rt.render_metrics, lambda: rt.ready, {"/v1/feedback": rt.handle_feedback})
         self.metrics_port = await self.side.start(host, mport)
         self._watch = asyncio.create_task(store.watch())
+        rt.start()
         rt.ready = True
         log.info(
             "gateway-stats serving ext_proc on %s (port %s), metrics on http://%s:%s/metrics, config %s",

@@ -41,6 +41,7 @@ from gateway_stats.core.buckets import (
     TOKEN_BUCKETS,
     BucketCounts,
 )
+from gateway_stats.core.feedback import RATINGS, Feedback
 from gateway_stats.core.record import CallRecord
 from gateway_stats.pricing.model import REASONS as UNPRICED_REASONS
 
@@ -151,6 +152,15 @@ SPECS: tuple[FamilySpec, ...] = (
         ("ai_model", "reason"),
         "LLM calls left without a cost, by reason (unknown_model, no_usage, unsupported_unit).",
         closed={"reason": UNPRICED_REASONS},
+    ),
+    FamilySpec(
+        "gateway_stats_feedback_total",
+        "counter",
+        "core",
+        ("ai_model", "ai_route", "rating"),
+        "Feedback on answers (DIAL rate calls, POST /v1/feedback) by the rated call's model and route, "
+        "and rating (like, dislike, none: a comment or grade only).",
+        closed={"rating": RATINGS},
     ),
 )
 SPEC_BY_NAME = {s.name: s for s in SPECS}
@@ -371,6 +381,19 @@ class MetricsSink:
 
     def close(self) -> None:
         pass
+
+    def feedback(self, fb: Feedback) -> None:
+        """One piece of feedback (a consumer of the analytics FeedbackHub)."""
+        mc = self.store.current.extensions.metrics
+        with self._lock:
+            if mc is not self._mc and mc != self._mc:
+                self._configure(mc)
+            fam = self.families.get("gateway_stats_feedback_total")
+            if fam is None:
+                return
+            base = {"ai_model": self._cap(fb.model or "unknown"), "ai_route": self._cap(fb.route)}
+            base["rating"] = fb.rating_label
+            fam.inc(tuple(base.get(n, "") for n in fam.label_names), 1)
 
     def _cap(self, v: str) -> str:
         if len(v) > self._max_len:

@@ -21,6 +21,7 @@ from gateway_stats.config import (
 )
 from gateway_stats.config.store import ConfigStore
 from gateway_stats.core.buckets import DURATION_BUCKETS, TOKEN_BUCKETS, BucketCounts
+from gateway_stats.core.feedback import Feedback
 from gateway_stats.core.observer import CallObserver
 from gateway_stats.core.record import CallRecord, Usage
 from gateway_stats.envoy.runtime import Runtime
@@ -385,6 +386,7 @@ def test_exposition_parses_and_families_match_config() -> None:
     unpriced.extra["unpriced_reason"] = "unknown_model"
     sink.emit(priced, {})
     sink.emit(unpriced, {})
+    sink.feedback(Feedback(source="api", rating=1, model="m", route="r"))
     text = sink.render()
     types = {f.name: f.type for f in text_string_to_metric_families(text)}
     for name in METRIC_FAMILIES:

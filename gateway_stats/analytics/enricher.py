@@ -1,0 +1,227 @@
+"""Language and topic for finished records, computed in a child process, never on the request path.
+
+Why a process and not a thread: lingua's detector holds the GIL for the whole detection (measured:
+a 2 kB text holds it ~2 ms, an 18 kB one ~19 ms), so in one of our threads it would stall the event
+loop that answers Envoy. In a child process it only competes for CPU. The caller (the records writer
+thread, the Athina sender thread) hands over a batch of records and blocks on the pipe, which releases
+the GIL; the child answers with (language, topic) per record.
+
+A child that is slow (timeout) or dead leaves `language`/`topic` null for that batch, is restarted for
+the next one, and is counted; nothing upstream waits on it. `process=False` runs the same code inline
+(tests, and tools that enrich rows read back from a store).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from gateway_stats.config.analytics import AnalyticsSettings, LanguageSettings, TopicSettings
+from gateway_stats.core.record import CallRecord
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 60.0  # the child loads the language models before it answers the first batch
+
+
+@dataclass
+class EnrichStats:
+    records: int = 0  # records given a language/topic pass
+    timeouts: int = 0
+    failures: int = 0  # worker died or raised
+    classifier_errors: int = 0
+    seconds: float = 0.0  # wall time spent waiting for the child
+
+
+class _Engine:
+    """The work itself (runs in the child, or inline)."""
+
+    def __init__(self, language: LanguageSettings, topics: TopicSettings) -> None:
+        self.detector = None
+        if language.enabled:
+            from gateway_stats.analytics.language import LanguageDetector
+
+            self.detector = LanguageDetector(language)
+        self.topics = None
+        if topics.enabled:
+            from gateway_stats.analytics.topics import TopicClassifier
+
+            self.topics = TopicClassifier(topics)
+
+    def run(self, texts: Sequence[str | None]) -> tuple[list[tuple[str | None, str | None]], list[str]]:
+        out: list[tuple[str | None, str | None]] = []
+        errors: list[str] = []
+        for text in texts:
+            lang = self.detector.detect(text) if self.detector is not None and text else None
+            topic = None
+            if self.topics is not None and text:
+                try:
+                    topic = self.topics.classify(text)
+                except Exception as exc:  # a plug-in's bug: rules decide, the error is reported
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                    topic = self.topics.by_rules(text)
+            out.append((lang, topic))
+        return out, errors
+
+
+def _child_main(conn: Connection, language: LanguageSettings, topics: TopicSettings) -> None:
+    try:
+        engine = _Engine(language, topics)
+        conn.send(("ready", None))
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        try:
+            conn.send(("ok", engine.run(msg)))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class Enricher:
+    """Fills `language` and `topic` of records. Thread-safe (one batch at a time)."""
+
+    def __init__(self, settings: AnalyticsSettings, *, process: bool = True, timeout: float = 5.0) -> None:
+        self.settings = settings
+        self.process = process
+        self.timeout = timeout
+        self.stats = EnrichStats()
+        self._lock = threading.Lock()
+        self._engine: _Engine | None = None
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._ready = False
+        self._warned: set[str] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enrich
+
+    # ------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Start the child now (it loads its models while the sidecar starts serving)."""
+        if not self.enabled:
+            return
+        with self._lock:
+            self._ensure()
+
+    def _ensure(self) -> None:
+        if not self.process:
+            if self._engine is None:
+                self._engine = _Engine(self.settings.language, self.settings.topics)
+            return
+        if self._proc is not None and self._proc.is_alive():
+            return
+        self._stop_child()
+        ctx = multiprocessing.get_context("spawn")  # no fork of a process running grpc threads
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=_child_main,
+            args=(child, self.settings.language, self.settings.topics),
+            name="gateway-stats-enricher",
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        self._proc, self._conn, self._ready = proc, parent, False
+
+    def reconfigure(self, settings: AnalyticsSettings) -> None:
+        if settings.language == self.settings.language and settings.topics == self.settings.topics:
+            self.settings = settings
+            return
+        with self._lock:
+            self.settings = settings
+            self._engine = None
+            self._stop_child()
+        self.start()
+
+    def _stop_child(self) -> None:
+        conn, proc = self._conn, self._proc
+        self._conn = self._proc = None
+        self._ready = False
+        if conn is not None:
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(None)
+            conn.close()
+        if proc is not None:
+            proc.join(2)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(2)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop_child()
+
+    # ---------------------------------------------------------------------------- work
+    def enrich(self, recs: Sequence[CallRecord]) -> None:
+        """Set `language`/`topic` on records that have user text and were not enriched yet. Blocks."""
+        if not self.enabled:
+            return
+        todo = [r for r in recs if r.user_text and not r.extra.get("enriched")]
+        if not todo:
+            return
+        texts = [r.user_text for r in todo]
+        t0 = time.perf_counter()
+        with self._lock:
+            try:
+                results, errors = self._run(texts)
+            except Exception as exc:
+                results, errors = None, []
+                self._trouble("failure", f"language/topic worker failed ({exc}); values left null")
+                self.stats.failures += 1
+                self._stop_child()
+        self.stats.seconds += time.perf_counter() - t0
+        if errors:
+            self.stats.classifier_errors += len(errors)
+            self._trouble("classifier", f"topic_classifier raised ({errors[0]}); rules decided instead")
+        if results is None:
+            return
+        self.stats.records += len(todo)
+        for rec, (lang, topic) in zip(todo, results, strict=True):
+            rec.language = lang
+            rec.topic = topic
+            rec.extra["enriched"] = True
+
+    def _run(self, texts: list[str | None]) -> tuple[list[tuple[str | None, str | None]], list[str]]:
+        self._ensure()
+        if self._engine is not None:
+            return self._engine.run(texts)
+        conn = self._conn
+        assert conn is not None
+        if not self._ready:
+            if not conn.poll(READY_TIMEOUT):
+                self.stats.timeouts += 1
+                raise TimeoutError("worker not ready")
+            kind, payload = conn.recv()
+            if kind != "ready":
+                raise RuntimeError(payload)
+            self._ready = True
+        conn.send(texts)
+        if not conn.poll(self.timeout):
+            self.stats.timeouts += 1
+            raise TimeoutError(f"no answer within {self.timeout}s")
+        kind, payload = conn.recv()
+        if kind != "ok":
+            raise RuntimeError(payload)
+        return payload
+
+    def _trouble(self, kind: str, msg: str) -> None:
+        if kind in self._warned:
+            log.debug(msg)
+        else:
+            self._warned.add(kind)
+            log.warning("%s (logged once; further ones at debug level)", msg)
