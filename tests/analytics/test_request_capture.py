@@ -14,17 +14,50 @@ from gateway_stats.core.capture import last_user_text
 @pytest.mark.parametrize(
     ("doc", "text"),
     [
-        ({"messages": [{"role": "user", "content": "first"}, {"role": "assistant", "content": "a"},
-                       {"role": "user", "content": "last one"}]}, "last one"),
-        ({"messages": [{"role": "user", "content": [{"type": "text", "text": "part 1"},
-                                                     {"type": "image_url", "image_url": {"url": "x"}},
-                                                     {"type": "text", "text": "part 2"}]}]}, "part 1\npart 2"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "first"},
+                    {"role": "assistant", "content": "a"},
+                    {"role": "user", "content": "last one"},
+                ]
+            },
+            "last one",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "part 1"},
+                            {"type": "image_url", "image_url": {"url": "x"}},
+                            {"type": "text", "text": "part 2"},
+                        ],
+                    }
+                ]
+            },
+            "part 1\npart 2",
+        ),
         # Anthropic: the last user turn is a tool result (no text): the user's words are further back
-        ({"messages": [{"role": "user", "content": "asked"}, {"role": "assistant", "content": "t"},
-                       {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "42"}]}]},
-         "asked"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "asked"},
+                    {"role": "assistant", "content": "t"},
+                    {
+                        "role": "user",
+                        "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "42"}],
+                    },
+                ]
+            },
+            "asked",
+        ),
         ({"input": "responses api text"}, "responses api text"),
-        ({"input": [{"role": "user", "content": [{"type": "input_text", "text": "item text"}]}]}, "item text"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_text", "text": "item text"}]}]},
+            "item text",
+        ),
         ({"contents": [{"role": "user", "parts": [{"text": "gemini text"}]}]}, "gemini text"),
         ({"prompt": "legacy completion"}, "legacy completion"),
         ({"prompt": ["a", "b"]}, "b"),
@@ -51,6 +84,8 @@ def test_cap() -> None:
 def test_captured_only_when_wanted() -> None:
     req = {"model": "m", "messages": [{"role": "user", "content": "hello world"}]}
     assert run_call(None, request=req, response=b"{}").rec.user_text is None  # default: nothing kept
-    cfg = parse_config({"gateway_stats": {"analytics": {"topics": {"greeting": ["hello"]}, "language": {"max_chars": 20}}}})
+    cfg = parse_config(
+        {"gateway_stats": {"analytics": {"topics": {"greeting": ["hello"]}, "language": {"max_chars": 20}}}}
+    )
     rec = run_call(cfg, request=req, response=b"{}").rec
     assert rec.user_text == "hello world" and rec.language is None and rec.topic is None  # computed later

@@ -68,7 +68,12 @@ def test_classifier_plugin_then_rules() -> None:
 def test_config_of_topics() -> None:
     name = _plugin_module()
     s = parse_analytics(
-        {"analytics": {"topics": {"billing": ["Invoice", " Credit   Card "]}, "topic_classifier": f"{name}:classify"}}
+        {
+            "analytics": {
+                "topics": {"billing": ["Invoice", " Credit   Card "]},
+                "topic_classifier": f"{name}:classify",
+            }
+        }
     )
     assert s.topics.rules == (("billing", ("invoice", "credit card")),)
     assert s.topics.classifier == f"{name}:classify"
@@ -86,5 +91,7 @@ def test_config_of_topics() -> None:
     assert "gateway_stats.analytics.topics.billing: expected a non-empty list of words" in msg
     assert "gateway_stats.analytics.topics.support[1]: expected a non-empty string" in msg
     assert "gateway_stats.analytics.topic_classifier: cannot load" in msg
-    with pytest.raises(ConfigError, match=r"topic_classifier: cannot load no_such_mod_x:f: ModuleNotFoundError"):
+    with pytest.raises(
+        ConfigError, match=r"topic_classifier: cannot load no_such_mod_x:f: ModuleNotFoundError"
+    ):
         parse_analytics({"analytics": {"topic_classifier": "no_such_mod_x:f"}})

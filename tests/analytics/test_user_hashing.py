@@ -42,11 +42,15 @@ def test_user_id_sources_in_the_body() -> None:
 
 
 def test_body_user_is_hashed_and_dropped() -> None:
-    call = run_call(config(), request={"model": "gpt-4o", "user": "alice@example.com", "messages": []}, response=ANSWER)
+    call = run_call(
+        config(), request={"model": "gpt-4o", "user": "alice@example.com", "messages": []}, response=ANSWER
+    )
     rec = call.rec
     assert rec.user_hash == user_hash(KEY.encode(), "alice@example.com")
     assert rec.user_id is None
-    assert "alice" not in repr(rec.__dict__ if hasattr(rec, "__dict__") else rec) and "alice" not in str(call.log)
+    assert "alice" not in repr(rec.__dict__ if hasattr(rec, "__dict__") else rec) and "alice" not in str(
+        call.log
+    )
 
 
 def test_anthropic_metadata_user() -> None:
@@ -61,7 +65,9 @@ def test_anthropic_metadata_user() -> None:
 
 def test_header_first_then_body_and_store_raw() -> None:
     req = {"model": "gpt-4o", "user": "from-body", "messages": []}
-    call = run_call(config(header="X-End-User"), request=req, response=ANSWER, req_headers={"x-end-user": "from-hdr"})
+    call = run_call(
+        config(header="X-End-User"), request=req, response=ANSWER, req_headers={"x-end-user": "from-hdr"}
+    )
     assert call.rec.user_hash == user_hash(KEY.encode(), "from-hdr")
     call = run_call(config(header="x-end-user", body=False), request=req, response=ANSWER)
     assert call.rec.user_hash is None  # no header, body not consulted
@@ -88,12 +94,17 @@ def test_key_errors_name_the_field(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         "gateway_stats.analytics.user: one of key_env or key_file is required": {},
         "gateway_stats.analytics.user.key_env: environment variable GS_UNSET_X": {"key_env": "GS_UNSET_X"},
         "gateway_stats.analytics.user.key_env: the key must be at least 16 bytes": {"key_env": "GS_SHORT"},
-        "gateway_stats.analytics.user.key_file: cannot read the user-hash key": {"key_file": str(tmp_path / "no")},
+        "gateway_stats.analytics.user.key_file: cannot read the user-hash key": {
+            "key_file": str(tmp_path / "no")
+        },
         "gateway_stats.analytics.user: set one of key_env or key_file, not both": {
             "key_env": "GS_TEST_USER_KEY",
             "key_file": "x",
         },
-        "gateway_stats.analytics.user.header: not a valid header name": {"key_env": "GS_TEST_USER_KEY", "header": "a b"},
+        "gateway_stats.analytics.user.header: not a valid header name": {
+            "key_env": "GS_TEST_USER_KEY",
+            "header": "a b",
+        },
         "gateway_stats.analytics.user.hash: unknown field": {"key_env": "GS_TEST_USER_KEY", "hash": 1},
     }
     for msg, user in cases.items():
@@ -119,7 +130,13 @@ def test_segmentation_headers_and_customer_user_id_hashed() -> None:
             }
         }
     )
-    hdrs = {"x-prompt": "faq-v2", "x-env": "prod", "x-tenant": "acme", "x-cust-user": "carol", "x-ref": "ref-9"}
+    hdrs = {
+        "x-prompt": "faq-v2",
+        "x-env": "prod",
+        "x-tenant": "acme",
+        "x-cust-user": "carol",
+        "x-ref": "ref-9",
+    }
     call = run_call(cfg, request={"model": "m", "messages": []}, response=ANSWER, req_headers=hdrs)
     assert call.rec.segments == {
         "prompt_slug": "faq-v2",
