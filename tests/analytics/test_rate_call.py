@@ -13,7 +13,10 @@ from gateway_stats.config.reader import ConfigStore, parse_config
 from gateway_stats.core.feedback import Feedback, apply_rate_body, rate_deployment
 from gateway_stats.envoy.runtime import Runtime
 
-CHAT = b'{"id":"chatcmpl-42","model":"gpt-4o","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3}}'
+CHAT = (
+    b'{"id":"chatcmpl-42","model":"gpt-4o","choices":[{"message":{"content":"hi"}}],'
+    b'"usage":{"prompt_tokens":3}}'
+)
 
 
 @pytest.mark.parametrize(

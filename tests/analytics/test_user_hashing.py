@@ -145,5 +145,5 @@ def test_segmentation_headers_and_customer_user_id_hashed() -> None:
         "customer_user_id": user_hash(KEY.encode(), "carol"),
         "external_reference_id": "ref-9",
     }
-    with pytest.raises(ConfigError, match="segmentation.customer_user_id: an end-user id is hashed"):
+    with pytest.raises(ConfigError, match=r"segmentation\.customer_user_id: an end-user id is hashed"):
         parse_config({"gateway_stats": {"analytics": {"segmentation": {"customer_user_id": "x-u"}}}})
