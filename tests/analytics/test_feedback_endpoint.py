@@ -15,8 +15,8 @@ from driver import run_call
 
 from gateway_stats.analytics.feedback import FeedbackHub, handle_feedback
 from gateway_stats.analytics.joins import RecentCalls
+from gateway_stats.config import ConfigError
 from gateway_stats.config.analytics import FeedbackSettings, parse_analytics
-from gateway_stats.config.reader import ConfigError
 from gateway_stats.core.feedback import Feedback
 from gateway_stats.envoy.http_side import SideHTTP
 

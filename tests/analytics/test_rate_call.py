@@ -9,7 +9,8 @@ from driver import run_call
 
 from gateway_stats.analytics.feedback import FeedbackHub
 from gateway_stats.analytics.joins import RecentCalls
-from gateway_stats.config.reader import ConfigStore, parse_config
+from gateway_stats.config import parse_config
+from gateway_stats.config.store import ConfigStore
 from gateway_stats.core.feedback import Feedback, apply_rate_body, rate_deployment
 from gateway_stats.envoy.runtime import Runtime
 

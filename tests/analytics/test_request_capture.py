@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from driver import run_call
 
-from gateway_stats.config.reader import parse_config
+from gateway_stats.config import parse_config
 from gateway_stats.core.capture import last_user_text
 
 

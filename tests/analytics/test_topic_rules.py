@@ -8,8 +8,8 @@ import types
 import pytest
 
 from gateway_stats.analytics.topics import TopicClassifier
+from gateway_stats.config import ConfigError
 from gateway_stats.config.analytics import TopicSettings, parse_analytics
-from gateway_stats.config.reader import ConfigError
 
 RULES = TopicSettings(
     rules=(

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from driver import run_call
 
+from gateway_stats.config import ConfigError, parse_config
 from gateway_stats.config.analytics import parse_analytics
-from gateway_stats.config.reader import ConfigError, parse_config
 from gateway_stats.core.capture import user_hash, user_id_from_body
 
 KEY = "k" * 32
