@@ -148,10 +148,12 @@ class Enricher:
             self._stop_child()
         self.start()
 
-    def _stop_child(self) -> None:
+    def _stop_child(self, graceful: bool = True) -> None:
         conn, proc = self._conn, self._proc
         self._conn = self._proc = None
         self._ready = False
+        if proc is not None and not graceful:
+            proc.kill()  # stuck or broken: its answer is no longer wanted
         if conn is not None:
             with contextlib.suppress(OSError, ValueError):
                 conn.send(None)
@@ -183,7 +185,7 @@ class Enricher:
                 results, errors = None, []
                 self._trouble("failure", f"language/topic worker failed ({exc}); values left null")
                 self.stats.failures += 1
-                self._stop_child()
+                self._stop_child(graceful=False)
         self.stats.seconds += time.perf_counter() - t0
         if errors:
             self.stats.classifier_errors += len(errors)
