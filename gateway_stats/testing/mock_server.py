@@ -399,7 +399,7 @@ class MockLLM:
             rec.stream = truth.stream
             if method != "POST" and status < 400:
                 status = 405
-        elif path == "/echo-size":
+        elif path == "/echo-size" or path.endswith("/rate"):  # /rate: DIAL's feedback call, answered 200
             pass
         elif status < 400:
             status = 404
@@ -417,7 +417,7 @@ class MockLLM:
             return await self._send_json(writer, rec, sc, status, payload, keep_alive)
         if status in (204, 304):
             return await self._send_json(writer, rec, sc, status, b"", keep_alive)
-        if truth is None:  # /echo-size
+        if truth is None:  # /echo-size, /rate
             payload = orjson.dumps({"bytes": rec.request_bytes, "sha256": rec.request_sha256})
             return await self._send_json(writer, rec, sc, status, payload, keep_alive)
         if not truth.stream:
