@@ -274,8 +274,8 @@ def test_never_blocks_a_full_queue_drops() -> None:
     t0 = time.perf_counter()
     for _ in range(50):
         sink.emit(call.rec, call.log)
-    assert time.perf_counter() - t0 < 0.05  # emit only queues
-    assert sink.counts[("log", "dropped")] >= 45
+    assert time.perf_counter() - t0 < 0.5  # emit only queues (50 emits; a send would take seconds)
+    assert sink.counts[("log", "dropped")] >= 40  # the thread holds at most one batch, the queue 3
     gate.set()
     sink.close()
 
