@@ -173,12 +173,14 @@ class Enricher:
         """Set `language`/`topic` on records that have user text and were not enriched yet. Blocks."""
         if not self.enabled:
             return
-        todo = [r for r in recs if r.user_text and not r.extra.get("enriched")]
-        if not todo:
+        if not any(r.user_text and not r.extra.get("enriched") for r in recs):
             return
-        texts = [r.user_text for r in todo]
         t0 = time.perf_counter()
-        with self._lock:
+        with self._lock:  # also makes "enriched" exact when two threads (records, Athina) share a record
+            todo = [r for r in recs if r.user_text and not r.extra.get("enriched")]
+            if not todo:
+                return
+            texts = [r.user_text for r in todo]
             try:
                 results, errors = self._run(texts)
             except Exception as exc:
@@ -186,17 +188,17 @@ class Enricher:
                 self._trouble("failure", f"language/topic worker failed ({exc}); values left null")
                 self.stats.failures += 1
                 self._stop_child(graceful=False)
+            if results is not None:
+                for rec, (lang, topic) in zip(todo, results, strict=True):
+                    rec.language = lang
+                    rec.topic = topic
+                    rec.extra["enriched"] = True
         self.stats.seconds += time.perf_counter() - t0
         if errors:
             self.stats.classifier_errors += len(errors)
             self._trouble("classifier", f"topic_classifier raised ({errors[0]}); rules decided instead")
-        if results is None:
-            return
-        self.stats.records += len(todo)
-        for rec, (lang, topic) in zip(todo, results, strict=True):
-            rec.language = lang
-            rec.topic = topic
-            rec.extra["enriched"] = True
+        if results is not None:
+            self.stats.records += len(todo)
 
     def _run(self, texts: list[str | None]) -> tuple[list[tuple[str | None, str | None]], list[str]]:
         self._ensure()

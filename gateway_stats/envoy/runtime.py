@@ -15,12 +15,13 @@ from gateway_stats.config.store import ConfigStore
 from gateway_stats.core.record import CallRecord
 from gateway_stats.envoy.selfmetrics import ReloadCollector, SelfMetrics
 from gateway_stats.pricing.config import BUILTIN
+from gateway_stats.records.row import feedback_row
 from gateway_stats.sinks.ai_log import AiLogLineSink
 from gateway_stats.sinks.base import Sink, SinkSet
 from gateway_stats.sinks.metrics import MetricsSink, is_llm_call, unpriced_reason
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from gateway_stats.core.feedback import Feedback
     from gateway_stats.sinks.athina import AthinaSink
@@ -60,10 +61,12 @@ class Runtime:
         # analytics (issue 13): feedback joined to recent calls; language/topic off the request path
         self.feedback_hub = FeedbackHub(
             RecentCalls(),
-            lambda: [f for s in self.sinks.sinks if (f := getattr(s, "feedback", None)) is not None],
+            self._feedback_consumers,
             on_error=lambda name: self.self_metrics.errors.labels("feedback").inc(),
         )
         self.enricher = Enricher(store.current.extensions.analytics)
+        if self.records is not None:  # language and topic in the records writer, before the row is built
+            self.records.add_enricher(self._enrich_one)
         self.athina: AthinaSink | None = None
         self.reconfigure(store.current)
         self.ready = False
@@ -101,6 +104,19 @@ class Runtime:
     def start(self) -> None:
         """Start what runs beside the traffic (the language/topic worker loads its models meanwhile)."""
         self.enricher.start()
+
+    def _enrich_one(self, rec: CallRecord) -> None:
+        self.enricher.enrich([rec])
+
+    def _feedback_consumers(self) -> list[Callable[[Feedback], None]]:
+        """Every sink that takes feedback (metrics, Athina), and the records stores as `feedback` rows."""
+        out: list[Callable[[Feedback], None]] = [
+            f for s in self.sinks.sinks if (f := getattr(s, "feedback", None)) is not None
+        ]
+        if self.records is not None:
+            records = self.records
+            out.append(lambda fb: records.submit("feedback", feedback_row(fb)) and None)
+        return out
 
     def handle_feedback(self, method: str, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
         """`POST /v1/feedback` on the side port."""

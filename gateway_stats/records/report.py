@@ -8,6 +8,10 @@ Definitions (docs/records.md; the tests check them against hand-written SQL on t
 * cost = exact sum of `cost` per currency (unpriced rows are left out and counted as `unpriced`);
 * p50 / p95 latency = nearest-rank percentiles of `duration_ms` (the value at rank ceil(p x n) in
   ascending order, n = rows with a duration); TTFT = the same over `first_content_ms` of streamed calls.
+* satisfaction = likes - dislikes of the `feedback` rows joined to the group's calls (by response id,
+  else request id); rated % = calls with at least one like or dislike x 100 / calls;
+* languages = the detected languages of the group's calls, most frequent first, each with its share of
+  the calls that have one (at most three shown).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import csv
 import datetime as dt
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -43,7 +48,11 @@ COLUMNS = (
     "currency",
     "duration_ms",
     "first_content_ms",
+    "request_id",
+    "response_id",
+    "language",
 )
+FEEDBACK_COLUMNS = ("ts", "response_id", "request_id", "like_count", "dislike_count")
 
 
 def percentile(values: Sequence[int], p: float) -> int | None:
@@ -76,8 +85,20 @@ class Group:
     unpriced: int = 0
     durations: list[int] = field(default_factory=list)
     ttfts: list[int] = field(default_factory=list)
+    likes: int = 0
+    dislikes: int = 0
+    rated: int = 0  # calls with at least one like or dislike
+    languages: Counter[str] = field(default_factory=Counter)
 
-    def add(self, r: dict[str, Any]) -> None:
+    def add(self, r: dict[str, Any], rating: tuple[int, int] | None = None) -> None:
+        """One call row; `rating` = (likes, dislikes) of the feedback joined to it."""
+        if rating is not None:
+            self.likes += rating[0]
+            self.dislikes += rating[1]
+            if rating[0] or rating[1]:
+                self.rated += 1
+        if r.get("language"):
+            self.languages[r["language"]] += 1
         self.calls += 1
         if r.get("outcome") == "error":
             self.errors += 1
@@ -98,6 +119,14 @@ class Group:
     def errors_pct(self) -> float:
         return round(100.0 * self.errors / self.calls, 1) if self.calls else 0.0
 
+    @property
+    def languages_text(self) -> str | None:
+        n = sum(self.languages.values())
+        if not n:
+            return None
+        top = sorted(self.languages.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        return ", ".join(f"{lang} {round(100 * c / n)}%" for lang, c in top)
+
     def figures(self) -> dict[str, Any]:
         return {
             "key": self.key,
@@ -112,6 +141,11 @@ class Group:
             "p95_ms": percentile(self.durations, 0.95),
             "ttft_p50_ms": percentile(self.ttfts, 0.50),
             "ttft_p95_ms": percentile(self.ttfts, 0.95),
+            "likes": self.likes,
+            "dislikes": self.dislikes,
+            "satisfaction": self.likes - self.dislikes if (self.likes or self.dislikes) else None,
+            "rated_pct": round(100.0 * self.rated / self.calls, 1) if self.calls else 0.0,
+            "languages": self.languages_text,
         }
 
 
@@ -136,18 +170,45 @@ class Report:
         }
 
 
-def summarise(rows: Iterable[dict[str, Any]], by: str) -> tuple[list[Group], Group]:
+def ratings(feedback: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
+    """(likes, dislikes) by `r:<response id>` and `q:<request id>` of the rated call."""
+    out: dict[str, tuple[int, int]] = {}
+    for f in feedback:
+        key = (
+            f"r:{f['response_id']}"
+            if f.get("response_id")
+            else f"q:{f['request_id']}"
+            if f.get("request_id")
+            else None
+        )
+        if key is None:
+            continue
+        likes, dislikes = out.get(key, (0, 0))
+        out[key] = (likes + (f.get("like_count") or 0), dislikes + (f.get("dislike_count") or 0))
+    return out
+
+
+def summarise(
+    rows: Iterable[dict[str, Any]], by: str, feedback: Iterable[Mapping[str, Any]] = ()
+) -> tuple[list[Group], Group]:
     if by not in BY:
         raise ValueError(f"--by must be one of {', '.join(BY)}, got {by!r}")
     groups: dict[str, Group] = {}
     total = Group("total")
+    rated = ratings(feedback)
     for r in rows:
         k = group_key(r, by)
         g = groups.get(k)
         if g is None:
             g = groups[k] = Group(k)
-        g.add(r)
-        total.add(r)
+        rating = None
+        if rated:
+            a = rated.get(f"r:{r.get('response_id')}") if r.get("response_id") else None
+            b = rated.get(f"q:{r.get('request_id')}") if r.get("request_id") else None
+            if a or b:
+                rating = ((a or (0, 0))[0] + (b or (0, 0))[0], (a or (0, 0))[1] + (b or (0, 0))[1])
+        g.add(r, rating)
+        total.add(r, rating)
     if by == "day":
         ordered = sorted(groups.values(), key=lambda g: g.key)
     else:
@@ -159,8 +220,19 @@ def build(
     source: str | Path, by: str = "model", start: dt.datetime | None = None, end: dt.datetime | None = None
 ) -> Report:
     rows = fetch(source, Filters(start=start, end=end), columns=COLUMNS)
-    groups, total = summarise(rows, by)
+    groups, total = summarise(rows, by, _feedback(source, start))
     return Report(str(source), by, start, end, groups, total, rows)
+
+
+def _feedback(source: str | Path, start: dt.datetime | None) -> list[dict[str, Any]]:
+    """Feedback rows from the call window's start on (feedback comes after the call it rates). A store
+    written before the feedback table existed has none."""
+    try:
+        return fetch(source, Filters(start=start), table="feedback", columns=FEEDBACK_COLUMNS)
+    except Exception as exc:
+        if "feedback" not in str(exc) and "no such table" not in str(exc).lower():
+            raise
+        return []
 
 
 # ------------------------------------------------------------------------------------ rendering
@@ -187,6 +259,9 @@ HEADERS = (
     ("p95 ms", "p95_ms"),
     ("TTFT p50 ms", "ttft_p50_ms"),
     ("TTFT p95 ms", "ttft_p95_ms"),
+    ("satisfaction", "satisfaction"),
+    ("rated %", "rated_pct"),
+    ("languages", "languages"),
 )
 
 
@@ -195,8 +270,10 @@ def _cell(name: str, v: Any, places: int | None = None) -> str:
         return cost_text(v, places)
     if v is None:
         return "-"
-    if name == "errors_pct":
+    if name in ("errors_pct", "rated_pct"):
         return f"{v:.1f}"
+    if name == "satisfaction":
+        return f"{v:+d}" if v else "0"
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
@@ -210,7 +287,7 @@ def render_table(report: Report, console: Any = None) -> None:
         import shutil
         import sys
 
-        console = Console(width=None if sys.stdout.isatty() else max(150, shutil.get_terminal_size().columns))
+        console = Console(width=None if sys.stdout.isatty() else max(200, shutil.get_terminal_size().columns))
     span = f"since {iso(report.start)}" if report.start else "all time"
     if report.end:
         span += f" until {iso(report.end)}"

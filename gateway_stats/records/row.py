@@ -12,6 +12,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from gateway_stats.core.feedback import Feedback
 from gateway_stats.core.record import CallRecord
 
 UTC = dt.UTC
@@ -101,6 +102,30 @@ def call_row(rec: CallRecord) -> dict[str, Any]:
         "language": rec.language,
         "topic": rec.topic,
         "attributes": dict(rec.attributes),
+    }
+
+
+def feedback_row(fb: Feedback) -> dict[str, Any]:
+    """A `feedback` row (schema.FEEDBACK) from feedback already joined to the rated call."""
+    return {
+        "ts": timestamp(fb.ts),
+        "source": fb.source,
+        "response_id": fb.response_id,
+        "request_id": fb.request_id,
+        "external_reference_id": fb.external_reference_id,
+        "rating": fb.rating,
+        "like_count": fb.like_count,
+        "dislike_count": fb.dislike_count,
+        "comment": fb.comment,
+        "grader_feedback": fb.grader_feedback,
+        "deployment": fb.deployment,
+        "model": fb.model,
+        "route": fb.route or None,
+        "consumer": fb.consumer,
+        "user_hash": fb.user_hash,
+        "session_id": fb.session_id,
+        "joined": fb.joined,
+        "via_request_id": fb.via_request_id,
     }
 
 

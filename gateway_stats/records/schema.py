@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 VERSION_TABLE = "gateway_stats_schema"
 
 # Logical types, mapped per store below. `decimal` is exact: NUMERIC in PostgreSQL, TEXT in SQLite
@@ -125,8 +125,44 @@ CALLS = Table(
     ),
 )
 
-# Every table, by row kind. The feedback issue adds its table here and a migration below.
-TABLES: dict[str, Table] = {CALLS.kind: CALLS}
+FEEDBACK = Table(
+    name="feedback",
+    kind="feedback",
+    columns=(
+        _c("ts", "timestamp", "when the feedback arrived, UTC", True),
+        _c(
+            "source",
+            "text",
+            "`dial_rate` (DIAL's rate call crossing Envoy) or `api` (POST /v1/feedback)",
+            True,
+        ),
+        _c("response_id", "text", "the rated call's answer id (DIAL responseId); joins calls.response_id"),
+        _c("request_id", "text", "the rated call's request id; joins calls.request_id"),
+        _c("external_reference_id", "text", "Athina's reference id of the rated call"),
+        _c("rating", "int", "1 like, -1 dislike, null for a comment or grade only"),
+        _c("like_count", "int", "1 for a like, else 0 (DIAL rate_analytics)", True),
+        _c("dislike_count", "int", "1 for a dislike, else 0 (DIAL rate_analytics)", True),
+        _c("comment", "text", "Athina user_feedback_comment"),
+        _c("grader_feedback", "int", "Athina grader_feedback: 1 or -1"),
+        _c("deployment", "text", "DIAL: the deployment named in the rate path"),
+        _c("model", "text", "the rated call's model (else the DIAL deployment)"),
+        _c("route", "text", "the rated call's Envoy route"),
+        _c("consumer", "text", "the rated call's consumer"),
+        _c("user_hash", "text", "keyed HMAC-SHA256 of the rating user's id"),
+        _c("session_id", "text", "the conversation (DIAL chat_id)"),
+        _c("joined", "bool", "the rated call was found when the feedback arrived (recent calls)", True),
+        _c("via_request_id", "text", "the DIAL rate call's own request id"),
+    ),
+    indexes=(
+        ("feedback_ts", ("ts",)),
+        ("feedback_response_id", ("response_id",)),
+        ("feedback_request_id", ("request_id",)),
+    ),
+    since_version=2,
+)
+
+# Every table, by row kind.
+TABLES: dict[str, Table] = {CALLS.kind: CALLS, FEEDBACK.kind: FEEDBACK}
 
 
 def table_for(kind: str) -> Table:
@@ -171,6 +207,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the calls table and its indexes (time, model, consumer, request id)",
         tuple(_table_ddl(CALLS, "sqlite")),
         tuple(_table_ddl(CALLS, "postgres")),
+    ),
+    Migration(
+        2,
+        "the feedback table (likes, dislikes, comments, grades), indexes on time, response id, request id",
+        tuple(_table_ddl(FEEDBACK, "sqlite")),
+        tuple(_table_ddl(FEEDBACK, "postgres")),
     ),
 )
 

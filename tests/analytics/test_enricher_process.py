@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,11 +65,24 @@ def test_child_process_computes_language_and_topic() -> None:
 
 
 def test_event_loop_thread_keeps_running_while_the_child_works() -> None:
-    """The point of the child process: a long detection does not hold our GIL."""
-    e = Enricher(settings(), timeout=30)  # type: ignore[arg-type]
+    """The point of the child process: a long detection does not hold our GIL.
+
+    In this process one detection of the text below holds the GIL for its whole run (~20 ms): a thread
+    spinning beside it sees one gap that long per detection. With the child doing it, such gaps are only
+    the scheduler's (the machine is shared), far fewer than one per detection.
+    """
+    from gateway_stats.analytics.language import LanguageDetector
+
+    base: Any = settings()
+    an = dataclasses.replace(base, language=dataclasses.replace(base.language, max_chars=100_000))
+    long_text = "Can you help me write an email to my landlord about the broken heater? " * 250
+    inproc = LanguageDetector(an.language)
+    t0 = time.perf_counter()
+    inproc.detect(long_text)
+    one = time.perf_counter() - t0
+    e = Enricher(an, timeout=30)
     e.start()
     e.enrich([rec("warm up the models please")])
-    long_text = "Can you help me write an email to my landlord about the broken heater? " * 30
     gaps: list[float] = []
     done = threading.Event()
 
@@ -80,14 +95,16 @@ def test_event_loop_thread_keeps_running_while_the_child_works() -> None:
 
     t = threading.Thread(target=spin)
     t.start()
+    n = 20
     try:
-        for _ in range(20):
+        for _ in range(n):
             e.enrich([rec(long_text)])
     finally:
         done.set()
         t.join()
         e.close()
-    assert max(gaps) < 0.05  # a detection in this process would block the spinner for its whole length
+    long_gaps = sum(1 for g in gaps if g > 0.8 * one)
+    assert one > 0.005 and long_gaps < n / 2, (one, long_gaps)
 
 
 def test_classifier_errors_fall_back_to_rules() -> None:

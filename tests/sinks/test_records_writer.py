@@ -183,13 +183,14 @@ def test_sqlite_schema_version_and_forward_migration(tmp_path: Path, monkeypatch
     assert {"calls_ts", "calls_model_ts", "calls_consumer_ts"} <= idx
     con.close()
     # a later version adds a column: an existing database is migrated forward, its rows kept
-    v2 = schema.Migration(2, "test", ("ALTER TABLE calls ADD COLUMN extra_col TEXT",), ())
-    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, v2))
+    nxt = schema.SCHEMA_VERSION + 1
+    v_next = schema.Migration(nxt, "test", ("ALTER TABLE calls ADD COLUMN extra_col TEXT",), ())
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, v_next))
     store = SqliteWriterStore(rc.sqlite)  # type: ignore[arg-type]
     store.open()
     store.close()
     con = sqlite3.connect(db)
-    assert con.execute("SELECT version FROM gateway_stats_schema").fetchall() == [(2,)]
+    assert con.execute("SELECT version FROM gateway_stats_schema").fetchall() == [(nxt,)]
     assert "extra_col" in {r[1] for r in con.execute("PRAGMA table_info(calls)")}
     assert con.execute("SELECT count(*) FROM calls").fetchone()[0] == 1
 

@@ -91,6 +91,38 @@ def call_point(r: Mapping[str, Any]) -> Point:
 
 register_point("call", "analytics", call_point)
 
+
+def feedback_point(r: Mapping[str, Any]) -> Point:
+    """DIAL's `rate_analytics`: its tags and its two fields, then ours as fields."""
+    tags = {
+        # AI DIAL's rate_analytics tags
+        "deployment": r.get("deployment") or r.get("model"),
+        "project_id": r.get("consumer"),
+        "title": None,  # DIAL's conversation title: not seen at the gateway
+        "response_id": r.get("response_id"),
+        "user_hash": r.get("user_hash"),
+        "chat_id": r.get("session_id"),
+        # ours
+        "source": r.get("source"),
+        "route": r.get("route"),
+    }
+    fields = {
+        # AI DIAL's rate_analytics fields
+        "dislike_count": r.get("dislike_count"),
+        "like_count": r.get("like_count"),
+        # ours
+        "model": r.get("model"),
+        "request_id": r.get("request_id"),
+        "external_reference_id": r.get("external_reference_id"),
+        "comment": r.get("comment"),
+        "grader_feedback": r.get("grader_feedback"),
+        "joined": r.get("joined"),
+    }
+    return tags, fields
+
+
+register_point("feedback", "rate_analytics", feedback_point)
+
 # ------------------------------------------------------------------------------- line protocol
 
 _MEAS = str.maketrans({",": "\\,", " ": "\\ ", "\n": " ", "\r": " "})
@@ -156,7 +188,8 @@ def lines(kind: str, rows: list[dict[str, Any]]) -> bytes:
     out = []
     for r in rows:
         tags, fields = fn(r)
-        ln = line(measurement, tags, fields, r.get("ts"), str(r.get("request_id") or ""))
+        tiebreak = str(r.get("via_request_id") or r.get("request_id") or "")
+        ln = line(measurement, tags, fields, r.get("ts"), tiebreak)
         if ln is not None:
             out.append(ln)
     return ("\n".join(out) + "\n").encode()
