@@ -114,9 +114,12 @@ class Runtime:
             f for s in self.sinks.sinks if (f := getattr(s, "feedback", None)) is not None
         ]
         if self.records is not None:
-            records = self.records
-            out.append(lambda fb: records.submit("feedback", feedback_row(fb)) and None)
+            out.append(self._feedback_row)
         return out
+
+    def _feedback_row(self, fb: Feedback) -> None:
+        if self.records is not None:
+            self.records.submit("feedback", feedback_row(fb))  # non-blocking; drops are counted there
 
     def handle_feedback(self, method: str, headers: Mapping[str, str], body: bytes) -> tuple[int, bytes]:
         """`POST /v1/feedback` on the side port."""
