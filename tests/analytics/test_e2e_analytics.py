@@ -1,12 +1,15 @@
-"""Issue 13 end to end: real Envoy 1.40 + gateway-stats + the mock LLM + this test's own receivers.
+"""Issue 13 end to end: real Envoy 1.40 + gateway-stats + the mock LLM, the records stores (SQLite,
+real PostgreSQL, real InfluxDB, JSON lines) and this test's own Athina and OTLP receivers.
 
-- calls in English, German, French, Chinese and Japanese reach Athina (a local receiver) with the
-  right language, computed off the request path; a 3-word ambiguous text gets none;
-- a DIAL rate call after a chat call is feedback joined to it (counter, Athina update), not traffic;
-- `POST /v1/feedback`: bad token 401, malformed body 400 naming the field, a good one accepted;
+- calls in English, German, French, Chinese and Japanese get the right language in every store and in
+  Athina, computed off the request path; a 3-word ambiguous text gets none;
+- a DIAL rate call after a chat call is a feedback row joined to it (every store), a `rate_analytics`
+  point in InfluxDB, the counter and Athina's update; it is not traffic;
+- `POST /v1/feedback`: bad token 401, malformed body 400 naming the field, a good one lands in the store;
+- the report shows satisfaction and languages;
 - secrets: a call sending a raw user id, an API key, `authorization`, `cookie` and `x-api-key` leaves
-  none of them in any output: Envoy's access log (ai_log), our ai_log file, spans, Athina bodies, the
-  sidecar's own DEBUG log.
+  none of them in any output: Envoy's access log (ai_log), our ai_log file, spans, the records (SQLite,
+  PostgreSQL, InfluxDB, JSON lines), Athina bodies, the sidecar's own DEBUG log.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +28,8 @@ from conftest import access_lines, ai_logs, metric_value, metrics_text, post, wa
 from otlp_receiver import OtlpReceiver
 
 from gateway_stats.core.capture import user_hash
+from gateway_stats.records import report
+from gateway_stats.records.read import fetch
 from gateway_stats.testing.procs import Stack
 
 pytest.importorskip("lingua", reason="the optional extra gateway-stats[language]")
@@ -50,6 +56,12 @@ gateway_stats:
     segmentation: {prompt_slug: x-prompt-slug, environment: x-environment}
   feedback: {token_env: GS_E2E_FEEDBACK_TOKEN}
   athina: {url: "%(athina)s/api/v1/log/inference", api_key_env: GS_E2E_ATHINA_KEY}
+  records:
+    sqlite: "%(sqlite)s"
+    postgres: "%(postgres)s"
+    influxdb: {url: "%(influx)s", database: analytics}
+    jsonl: "%(jsonl)s"
+    flush_interval_ms: 50
 """
 
 
@@ -98,9 +110,33 @@ class Athina:
         return wait_for(find, 20, f"Athina log of {chat_id}")  # type: ignore[no-any-return]
 
 
+class Env:
+    def __init__(self, st: Stack, athina: Athina, rx: OtlpReceiver, pg: Any, influx: Any, wd: Path) -> None:
+        self.st, self.athina, self.rx, self.pg_server, self.influx = st, athina, rx, pg, influx
+        self.db, self.jsonl = wd / "records.db", wd / "records.jsonl"
+        self.pg = pg.dsn.rsplit("/", 1)[0] + "/analytics"
+
+    def stores(self) -> dict[str, str]:
+        return {"sqlite": str(self.db), "postgres": self.pg, "jsonl": str(self.jsonl)}
+
+    def rows(self, table: str = "calls") -> dict[str, list[dict[str, Any]]]:
+        out = {}
+        for k, src in self.stores().items():
+            try:
+                out[k] = fetch(src, table=table)
+            except Exception:
+                out[k] = []
+        return out
+
+    def points(self, measurement: str) -> list[dict[str, Any]]:
+        return self.influx.points(measurement, "analytics")  # type: ignore[no-any-return]
+
+
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Athina, OtlpReceiver]]:
+def env(tmp_path_factory: pytest.TempPathFactory, postgres: Any, influx: Any) -> Iterator[Env]:
     wd = tmp_path_factory.mktemp("analytics")
+    postgres.query("CREATE DATABASE analytics")
+    influx.query("CREATE DATABASE analytics")
     secrets_env = {
         "GS_E2E_USER_KEY": USER_KEY,
         "GS_E2E_FEEDBACK_TOKEN": FEEDBACK_TOKEN,
@@ -113,7 +149,16 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Athin
     rx = OtlpReceiver()
     rx.start()
     cfg = wd / "config.yaml"
-    cfg.write_text(CONFIG % {"athina": athina.url})
+    cfg.write_text(
+        CONFIG
+        % {
+            "athina": athina.url,
+            "sqlite": wd / "records.db",
+            "postgres": postgres.dsn.rsplit("/", 1)[0] + "/analytics",
+            "influx": influx.url,
+            "jsonl": wd / "records.jsonl",
+        }
+    )
     st = Stack(
         wd / "stack",
         config_path=str(cfg),
@@ -134,7 +179,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Athin
         st.stop()
         mp.undo()
         raise
-    yield st, athina, rx
+    yield Env(st, athina, rx, postgres, influx, wd)
     mp.undo()
     st.stop()
     rx.stop()
@@ -151,6 +196,13 @@ def chat(st: Stack, text: str, chat_id: str, **headers: str) -> int:
     return status
 
 
+def row_for(env: Env, store: str, response_id: str, table: str = "calls") -> dict[str, Any]:
+    def find() -> dict[str, Any] | None:
+        return next((r for r in env.rows(table)[store] if r.get("response_id") == response_id), None)
+
+    return wait_for(find, 20, f"{table} row {response_id} in {store}")  # type: ignore[no-any-return]
+
+
 @pytest.mark.parametrize(
     ("lang", "text", "topic"),
     [
@@ -162,46 +214,81 @@ def chat(st: Stack, text: str, chat_id: str, **headers: str) -> int:
         (None, "taxi hotel restaurant", "other"),
     ],
 )
-def test_language_and_topic_end_to_end(
-    env: tuple[Stack, Athina, OtlpReceiver], lang: str | None, text: str, topic: str
-) -> None:
-    st, athina, _ = env
+def test_language_and_topic_end_to_end(env: Env, lang: str | None, text: str, topic: str) -> None:
     cid = f"chatcmpl-lang-{lang}"
-    assert chat(st, text, cid) == 200
-    attrs = athina.log_for(cid)["custom_attributes"]
+    assert chat(env.st, text, cid) == 200
+    for store in ("sqlite", "postgres", "jsonl"):
+        r = row_for(env, store, cid)
+        assert (r["language"], r["topic"]) == (lang, topic), store
+    point = wait_for(
+        lambda: next((p for p in env.points("analytics") if p.get("response_id") == cid), None),
+        20,
+        "the analytics point",
+    )
+    assert (point.get("language"), point.get("topic")) == (lang, topic)  # InfluxDB tags
+    attrs = env.athina.log_for(cid)["custom_attributes"]
     assert attrs.get("language") == lang and attrs.get("topic") == topic
 
 
-def test_dial_rate_call_is_feedback_joined_to_the_chat(env: tuple[Stack, Athina, OtlpReceiver]) -> None:
-    st, athina, _ = env
-    assert chat(st, "Where is my refund?", "chatcmpl-rated-1", **{"x-request-id": "rated-req-1"}) == 200
-    athina.log_for("chatcmpl-rated-1")
+def test_dial_rate_call_is_feedback_joined_to_the_chat(env: Env) -> None:
+    st, athina = env.st, env.athina
+    assert (
+        chat(
+            st,
+            "Where is my refund?",
+            "chatcmpl-rated-1",
+            **{"x-request-id": "rated-req-1", "x-end-user": "rater-1"},
+        )
+        == 200
+    )
+    row_for(env, "sqlite", "chatcmpl-rated-1")
     status, _, _ = post(
-        st.envoy_port, "/openai/v1/gpt-4o-mini/rate", {"responseId": "chatcmpl-rated-1", "rate": False}
+        st.envoy_port,
+        "/openai/v1/gpt-4o-mini/rate",
+        {"responseId": "chatcmpl-rated-1", "rate": False},
+        {"x-end-user": "rater-1", "x-mse-consumer": "team-r"},
     )
     assert status == 200  # the rate call itself passes through untouched
-
-    def counted() -> str | None:
-        t = metrics_text(st)
-        return t if "gateway_stats_feedback_total{" in t else None
-
-    text = wait_for(counted, 10, "the feedback counter")
+    uh = user_hash(USER_KEY.encode(), "rater-1")
+    for store in ("sqlite", "postgres", "jsonl"):
+        fb = row_for(env, store, "chatcmpl-rated-1", "feedback")
+        assert (fb["source"], fb["like_count"], fb["dislike_count"], fb["rating"]) == ("dial_rate", 0, 1, -1)
+        assert fb["joined"] is True and fb["request_id"] == "rated-req-1" and fb["model"] == "gpt-4o-mini"
+        assert fb["deployment"] == "gpt-4o-mini" and fb["user_hash"] == uh, store
+    pt = wait_for(
+        lambda: next(
+            (p for p in env.points("rate_analytics") if p.get("response_id") == "chatcmpl-rated-1"), None
+        ),
+        20,
+        "the rate_analytics point",
+    )
+    assert (pt["deployment"], pt["user_hash"], pt["project_id"]) == ("gpt-4o-mini", uh, "team-r")
+    assert (pt["like_count"], pt["dislike_count"], pt["source"]) == (0, 1, "dial_rate")
+    text = metrics_text(st)
     assert metric_value(text, "gateway_stats_feedback_total", ai_model="gpt-4o-mini", rating="dislike") == 1
     upd = wait_for(
-        lambda: [r for r in athina.requests if r["method"] == "PATCH"], 10, "Athina feedback update"
+        lambda: [
+            r
+            for r in athina.requests
+            if r["method"] == "PATCH" and r["body"].get("external_reference_id") == "rated-req-1"
+        ],
+        10,
+        "Athina update",
     )
     assert upd[0]["path"] == "/api/v1/prompt_run/user-feedback"
     assert upd[0]["body"] == {"external_reference_id": "rated-req-1", "user_feedback": -1}
-    # not traffic: no ai_log line, no LLM call counted for it
+    # not traffic: no calls row, no ai_log for the rate call
     time.sleep(0.3)
-    assert not [d for d in ai_logs(st) if d.get("chat_id") is None and d.get("model") == "gpt-4o-mini"]
+    assert not [
+        r for r in env.rows()["sqlite"] if r.get("request_model") is None and r.get("response_id") is None
+    ]
     assert "/rate" not in "".join(json.dumps(d) for d in ai_logs(st))
 
 
-def test_feedback_endpoint(env: tuple[Stack, Athina, OtlpReceiver]) -> None:
-    st, athina, _ = env
+def test_feedback_endpoint(env: Env) -> None:
+    st = env.st
     assert chat(st, "Is there an invoice for April?", "chatcmpl-fb-1", **{"x-request-id": "fb-req-1"}) == 200
-    athina.log_for("chatcmpl-fb-1")
+    row_for(env, "sqlite", "chatcmpl-fb-1")
 
     def send(body: Any, token: str | None) -> tuple[int, dict[str, Any]]:
         conn = http.client.HTTPConnection("127.0.0.1", st.metrics_port, timeout=5)
@@ -216,23 +303,37 @@ def test_feedback_endpoint(env: tuple[Stack, Athina, OtlpReceiver]) -> None:
     assert send(good, None)[0] == 401
     assert send(good, "wrong-token-0123456789abc")[0] == 401
     status, doc = send({"request_id": "fb-req-1", "user_feedback": 5}, FEEDBACK_TOKEN)
-    assert status == 400 and doc["field"] == "user_feedback"
+    assert status == 400 and doc["field"] == "user_feedback" and doc["error"].startswith("user_feedback: ")
+    status, doc = send({"user_feedback": 1}, FEEDBACK_TOKEN)
+    assert status == 400 and doc["field"] == "request_id"
     status, doc = send(good, FEEDBACK_TOKEN)
     assert status == 202 and doc == {"status": "accepted", "joined": True}
+    for store in ("sqlite", "postgres", "jsonl"):
+        fb = row_for(env, store, "chatcmpl-fb-1", "feedback")
+        assert (fb["source"], fb["rating"], fb["comment"], fb["request_id"]) == (
+            "api",
+            1,
+            "spot on",
+            "fb-req-1",
+        )
     text = metrics_text(st)
     assert metric_value(text, "gateway_stats_feedback_total", ai_model="gpt-4o-mini", rating="like") == 1
     wait_for(
         lambda: any(
             r["body"].get("external_reference_id") == "fb-req-1" and r["method"] == "PATCH"
-            for r in athina.requests
+            for r in env.athina.requests
         ),
         10,
         "the update",
     )
+    # the report: satisfaction and languages
+    rep = report.build(str(env.db), by="model")
+    g = next(x.figures() for x in rep.groups if x.key == "gpt-4o-mini")
+    assert g["likes"] >= 1 and g["rated_pct"] > 0 and g["languages"] and "en" in g["languages"]
 
 
-def test_no_secret_in_any_output(env: tuple[Stack, Athina, OtlpReceiver]) -> None:
-    st, athina, rx = env
+def test_no_secret_in_any_output(env: Env) -> None:
+    st, athina, rx = env.st, env.athina, env.rx
     headers = {
         "authorization": f"Bearer {SECRETS['api key']}",
         "cookie": SECRETS["cookie"],
@@ -263,7 +364,16 @@ def test_no_secret_in_any_output(env: tuple[Stack, Athina, OtlpReceiver]) -> Non
     assert log["prompt_slug"] == "secrets-v1"
     wait_for(lambda: len(rx.snapshot()) >= 2, 10, "spans")
     time.sleep(0.5)  # let the access log and the span exporter flush
+    row_for(env, "sqlite", "msg_secrets")
+    row_for(env, "postgres", "msg_secrets")
+    row_for(env, "jsonl", "msg_secrets")
+    wait_for(lambda: any(p.get("response_id") == "msg_secrets" for p in env.points("analytics")), 20, "point")
     outputs = {
+        "records (SQLite file)": env.db.read_bytes().decode("latin-1")
+        + "".join(p.read_bytes().decode("latin-1") for p in env.db.parent.glob("records.db-*")),
+        "records (PostgreSQL)": repr(env.rows()["postgres"]) + repr(env.rows("feedback")["postgres"]),
+        "records (JSON lines)": env.jsonl.read_text(),
+        "records (InfluxDB)": repr(env.points("analytics")) + repr(env.points("rate_analytics")),
         "Envoy access log": st.access_log.read_text(),
         "ai_log file": (st.workdir / "ai_log.jsonl").read_text(),
         "spans": repr([s.__dict__ for s in rx.snapshot()]),
