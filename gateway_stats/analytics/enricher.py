@@ -9,6 +9,13 @@ the GIL; the child answers with (language, topic) per record.
 A child that is slow (timeout) or dead leaves `language`/`topic` null for that batch, is restarted for
 the next one, and is counted; nothing upstream waits on it. `process=False` runs the same code inline
 (tests, and tools that enrich rows read back from a store).
+
+Early detection (`submit`), for the opt-in `language` key of the ai_log: the ai_log is final at the end
+of the response, long before a records writer sees the call. So when that key is wanted, the record is
+handed over as soon as the request body is read (a non-blocking put on a bounded queue; full = skipped);
+a thread of ours sends it to the child while the upstream is still answering, and the result is on the
+record when the final ai_log is built — if it is ready by then; otherwise the key is left out of that
+line (the record and the stores still get it).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -29,6 +37,7 @@ from gateway_stats.core.record import CallRecord
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 60.0  # the child loads the language models before it answers the first batch
+EARLY_QUEUE = 1000
 
 
 @dataclass
@@ -37,6 +46,7 @@ class EnrichStats:
     timeouts: int = 0
     failures: int = 0  # worker died or raised
     classifier_errors: int = 0
+    early_skipped: int = 0  # early detections not started (queue full)
     seconds: float = 0.0  # wall time spent waiting for the child
 
 
@@ -105,6 +115,7 @@ class Enricher:
         self._conn: Connection | None = None
         self._ready = False
         self._warned: set[str] = set()
+        self._early: queue.Queue[CallRecord] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -165,8 +176,38 @@ class Enricher:
                 proc.join(2)
 
     def close(self) -> None:
+        if self._early is not None:
+            self._early.put_nowait(None)  # type: ignore[arg-type]
         with self._lock:
             self._stop_child()
+
+    # ------------------------------------------------------------------------- early path
+    def submit(self, rec: CallRecord) -> None:
+        """Request path (event loop): start this record's detection now. Never blocks."""
+        q = self._early
+        if q is None:
+            q = self._early = queue.Queue(EARLY_QUEUE)
+            threading.Thread(
+                target=self._early_loop, args=(q,), name="gateway-stats-early", daemon=True
+            ).start()
+        try:
+            q.put_nowait(rec)
+        except queue.Full:
+            self.stats.early_skipped += 1
+
+    def _early_loop(self, q: queue.Queue[CallRecord]) -> None:
+        while True:
+            batch = [q.get()]
+            while len(batch) < 64:
+                try:
+                    batch.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            recs = [r for r in batch if r is not None]
+            if recs:
+                self.enrich(recs)
+            if len(recs) < len(batch):
+                return
 
     # ---------------------------------------------------------------------------- work
     def enrich(self, recs: Sequence[CallRecord]) -> None:

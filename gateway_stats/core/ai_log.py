@@ -17,7 +17,7 @@ from gateway_stats.core.attributes import truncate_for_log
 from gateway_stats.core.record import CallRecord
 
 # Keys gateway-stats adds beyond Higress (documented in docs/ai_log.md).
-EXTRA_KEYS = ("llm_first_content_duration", "gateway_stats_caps_hit", "cost", "cost_currency")
+EXTRA_KEYS = ("llm_first_content_duration", "gateway_stats_caps_hit", "cost", "cost_currency", "language")
 
 
 def api_name(route: str) -> str:
@@ -79,6 +79,8 @@ def build_ai_log(rec: CallRecord, value_length_limit: int = 32000) -> dict[str, 
         d["cost"] = None  # usage but no price: never a silent 0
     if rec.caps_hit:
         d["gateway_stats_caps_hit"] = list(rec.caps_hit)
+    if rec.language and rec.extra.get("language_in_ai_log"):  # opt-in: analytics.language.ai_log
+        d["language"] = rec.language
     return d
 
 

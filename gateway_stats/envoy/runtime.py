@@ -105,6 +105,14 @@ class Runtime:
         """Start what runs beside the traffic (the language/topic worker loads its models meanwhile)."""
         self.enricher.start()
 
+    def request_read(self, rec: CallRecord) -> None:
+        """The request body was read (servicer, request path): with the opt-in `language` ai_log key,
+        start detection now so the final ai_log can carry it. A queue put; never blocks."""
+        lang = self.config.extensions.analytics.language
+        if lang.ai_log and lang.enabled and rec.user_text:
+            rec.extra["language_in_ai_log"] = True
+            self.enricher.submit(rec)
+
     def _enrich_one(self, rec: CallRecord) -> None:
         self.enricher.enrich([rec])
 

@@ -158,6 +158,8 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
                     elif phase == "request_body":
                         body = req.request_body
                         changed = obs.on_request_body(body.body, body.end_of_stream, now)
+                        if body.end_of_stream and obs.record.user_text:
+                            rt.request_read(obs.record)  # early language for the opt-in ai_log key
                     elif phase == "request_headers":
                         h = req.request_headers
                         changed = obs.on_request_headers(

@@ -386,3 +386,32 @@ def test_no_secret_in_any_output(env: Env) -> None:
     for where, text in outputs.items():
         for what, secret in SECRETS.items():
             assert secret not in text, f"{what} found in {where}"
+
+
+def test_language_in_the_ai_log_when_opted_in(stack_factory: Any, tmp_path: Path) -> None:
+    """`language.ai_log: true`: detection starts when the request body is read, in the child process,
+    while the upstream answers; the final ai_log (Envoy's access log line) carries it."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("gateway_stats:\n  analytics:\n    language: {ai_log: true}\n")
+    st = stack_factory(config_path=str(cfg))
+    text = "Kannst du mir bitte sagen, wo meine Rechnung für März ist?"
+    got: list[dict[str, Any]] = []
+    for i in range(20):  # the first calls may find the child still loading its models (~1-2 s)
+        cid = f"chatcmpl-ailog-{i}"
+        chat(st, text, cid, **{"x-mock-first-byte-ms": "300"})
+        got.append(
+            wait_for(lambda c=cid: next((x for x in ai_logs(st) if x.get("chat_id") == c), None), 10, cid)
+        )
+        if got[-1].get("language"):
+            break
+    assert got[-1]["language"] == "de", got
+    assert all(d.get("language") in (None, "de") for d in got)
+    cfg.write_text("gateway_stats:\n  analytics:\n    language: {}\n")  # not opted in: never in the ai_log
+    st2 = stack_factory(config_path=str(cfg))
+    chat(st2, text, "chatcmpl-ailog-off", **{"x-mock-first-byte-ms": "300"})
+    d = wait_for(
+        lambda: next((x for x in ai_logs(st2) if x.get("chat_id") == "chatcmpl-ailog-off"), None),
+        10,
+        "the line",
+    )
+    assert "language" not in d

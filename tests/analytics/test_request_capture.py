@@ -89,3 +89,13 @@ def test_captured_only_when_wanted() -> None:
     )
     rec = run_call(cfg, request=req, response=b"{}").rec
     assert rec.user_text == "hello world" and rec.language is None and rec.topic is None  # computed later
+
+
+def test_language_key_in_the_ai_log_only_when_opted_in() -> None:
+    from gateway_stats.core.ai_log import build_ai_log
+
+    rec = run_call(None, request={"model": "m", "messages": []}, response=b"{}").rec
+    rec.language = "de"
+    assert "language" not in build_ai_log(rec)  # set by the records writer later: never leaks in
+    rec.extra["language_in_ai_log"] = True
+    assert build_ai_log(rec)["language"] == "de"
