@@ -19,6 +19,7 @@ LABELS = {
     "noop-observe": "Envoy + naive no-op (observability mode)",
     "inline": "Envoy + gateway-stats, inline",
     "inline-norecords": "Envoy + gateway-stats, inline, records off",
+    "inline-analytics": "Envoy + gateway-stats, inline, + language and topic",
     "inline-nolua": "Envoy + gateway-stats, inline, no Lua",
     "observe": "Envoy + gateway-stats, observability mode",
 }

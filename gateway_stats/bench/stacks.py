@@ -8,7 +8,9 @@
 * observe  - Envoy in observability_mode + gateway-stats writing the ai_log lines itself.
 Optional: inline-nolua (the %DYNAMIC_METADATA% access log, no Lua filter), noop-observe, and
 inline-norecords (inline with the config's `gateway_stats.records` block removed: run it beside inline
-to see what the SQLite records writer costs; config/gateway-stats.yaml enables it).
+to see what the SQLite records writer costs; config/gateway-stats.yaml enables it), and
+inline-analytics (inline plus language detection and topic rules, `ANALYTICS` below: run it beside
+inline to see what they cost the traffic).
 
 Each bootstrap starts from envoy_bootstrap.bootstrap() and only removes or narrows, so the bench
 measures the configuration users deploy.
@@ -29,7 +31,22 @@ import yaml
 from gateway_stats.envoy.bootstrap import HIGRESS_LOG_FORMAT, EnvoyOptions, bootstrap
 from gateway_stats.testing.procs import Proc, envoy_binary, free_port, wait_http, wait_port
 
-CONFIGS = ("plain", "noop", "inline", "observe", "inline-nolua", "noop-observe", "inline-norecords")
+CONFIGS = (
+    "plain",
+    "noop",
+    "inline",
+    "observe",
+    "inline-nolua",
+    "noop-observe",
+    "inline-norecords",
+    "inline-analytics",
+)
+# What inline-analytics adds to the sidecar config: language and topic of every call's last user text,
+# computed off the request path (records writer -> the enricher's child process).
+ANALYTICS = {
+    "language": {"languages": ["en", "de", "fr", "es", "it", "pt", "nl", "ru", "zh", "ja", "ko"]},
+    "topics": {"billing": ["invoice", "refund", "payment"], "support": ["error", "broken", "help"]},
+}
 DEFAULT_CONFIGS = ("plain", "noop", "inline", "observe")
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SIDECAR_CONFIG = REPO / "config" / "gateway-stats.yaml"
@@ -54,7 +71,7 @@ def _hcm(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def envoy_config(kind: str, o: EnvoyOptions) -> dict[str, Any]:
     """The bootstrap for one set-up (see the module docstring)."""
-    if kind in ("inline", "observe", "inline-norecords"):
+    if kind in ("inline", "observe", "inline-norecords", "inline-analytics"):
         o.mode, o.log_format = kind.split("-")[0], "filter-state"
         return bootstrap(o)
     if kind == "inline-nolua":
@@ -119,7 +136,7 @@ class BenchStack:
 
     @property
     def is_gateway_stats(self) -> bool:
-        return self.kind in ("inline", "observe", "inline-nolua", "inline-norecords")
+        return self.kind in ("inline", "observe", "inline-nolua", "inline-norecords", "inline-analytics")
 
     @property
     def is_noop(self) -> bool:
@@ -129,7 +146,7 @@ class BenchStack:
     def ai_log_path(self) -> Path | None:
         if self.kind == "observe":
             return self.ai_log_file
-        if self.kind in ("inline", "inline-nolua", "inline-norecords"):
+        if self.kind in ("inline", "inline-nolua", "inline-norecords", "inline-analytics"):
             return self.access_log
         return None
 
@@ -193,11 +210,14 @@ class BenchStack:
         wait_http(f"http://127.0.0.1:{self.metrics_port}/readyz", proc=p.popen)
 
     def _sidecar_config(self) -> Path:
-        if self.kind != "inline-norecords":
+        if self.kind not in ("inline-norecords", "inline-analytics"):
             return self.sidecar_config
         doc = yaml.safe_load(self.sidecar_config.read_text()) or {}
-        (doc.get("gateway_stats") or {}).pop("records", None)
-        path = self.workdir / "sidecar-norecords.yaml"
+        if self.kind == "inline-norecords":
+            (doc.get("gateway_stats") or {}).pop("records", None)
+        else:
+            doc.setdefault("gateway_stats", {})["analytics"] = ANALYTICS
+        path = self.workdir / f"sidecar-{self.kind}.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         return path
 
