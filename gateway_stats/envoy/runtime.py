@@ -65,8 +65,8 @@ class Runtime:
             on_error=lambda name: self.self_metrics.errors.labels("feedback").inc(),
         )
         self.enricher = Enricher(store.current.extensions.analytics)
-        if self.records is not None:  # language and topic in the records writer, before the row is built
-            self.records.add_enricher(self._enrich_one)
+        if self.records is not None:  # language and topic in the records writer, before the rows are built
+            self.records.add_batch_enricher(self.enricher.enrich)
         self.athina: AthinaSink | None = None
         self.reconfigure(store.current)
         self.ready = False
@@ -112,9 +112,6 @@ class Runtime:
         if lang.ai_log and lang.enabled and rec.user_text:
             rec.extra["language_in_ai_log"] = True
             self.enricher.submit(rec)
-
-    def _enrich_one(self, rec: CallRecord) -> None:
-        self.enricher.enrich([rec])
 
     def _feedback_consumers(self) -> list[Callable[[Feedback], None]]:
         """Every sink that takes feedback (metrics, Athina), and the records stores as `feedback` rows."""
@@ -202,16 +199,18 @@ class Runtime:
         )
 
     def _note(self, kind: str, rec: CallRecord, what: str) -> None:
-        """One warning per kind of trouble (then debug lines), so bad input cannot flood the log."""
+        """One warning per kind of trouble (then debug lines), so bad input cannot flood the log. The
+        path is logged without its query string: Gemini's API key may travel there (`?key=…`)."""
+        path = rec.path.split("?", 1)[0]
         if kind in self._noted:
-            log.debug("%s (request %s, path %s)", what, rec.request_id, rec.path)
+            log.debug("%s (request %s, path %s)", what, rec.request_id, path)
             return
         self._noted.add(kind)
         log.warning(
             "%s (request %s, path %s); counted in /metrics, further ones logged at debug level",
             what,
             rec.request_id,
-            rec.path,
+            path,
         )
 
     def close(self) -> None:

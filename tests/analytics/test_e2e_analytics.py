@@ -44,6 +44,7 @@ SECRETS = {
     "cookie": "sessionid=COOKIESECRET0123456789",
     "x-api-key": "XAPIKEYSECRET0123456789",
     "x-goog-api-key": "GOOGKEYSECRET0123456789",
+    "gemini ?key=": "GEMINIQUERYKEY0123456789",
 }
 
 CONFIG = """\
@@ -357,6 +358,10 @@ def test_no_secret_in_any_output(env: Env) -> None:
     }
     h2 = {**headers, "x-mock-chat-id": "msg_secrets"}
     assert post(st.envoy_port, "/v1/messages", body, h2)[0] == 200
+    # Gemini with its key in the query string, and a body that is not JSON (a warning naming the path)
+    gem = f"/v1beta/models/gemini-x:generateContent?key={SECRETS['gemini ?key=']}"
+    post(st.envoy_port, gem, b"{not json", headers)
+    post(st.envoy_port, gem, {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}, headers)
     log = athina.log_for("chatcmpl-secrets")
     athina.log_for("msg_secrets")
     uh = user_hash(USER_KEY.encode(), RAW_USER)

@@ -214,3 +214,37 @@ def test_report_on_a_store_without_feedback_table(tmp_path: Path) -> None:
     con.commit()
     rep = report.build(str(db), by="model")
     assert rep.total.figures()["satisfaction"] is None and rep.total.calls == 1
+
+
+def test_batch_enricher_sees_each_batch_once_before_rows_are_built() -> None:
+    from prometheus_client import CollectorRegistry
+    from records_util import FakeStore, make_record
+
+    from gateway_stats.records.config import RecordsConfig
+    from gateway_stats.sinks.records.writer import RecordsMetrics, RecordsSink
+
+    a, b = FakeStore(), FakeStore()
+    b.name = "fake2"
+    a.gate.clear()  # hold the writers so the records queue up into one batch
+    b.gate.clear()
+    sink = RecordsSink(
+        RecordsConfig(flush_interval_ms=10, batch_size=100), RecordsMetrics(CollectorRegistry()), [a, b]
+    )
+    calls: list[int] = []
+
+    def detect(recs: list[Any]) -> None:
+        calls.append(len(recs))
+        for r in recs:
+            if r.language is None:
+                r.language = "fr"
+
+    sink.add_batch_enricher(detect)
+    sink.emit(make_record(), {})
+    time.sleep(0.1)  # the first batch (one record) is taken and held at the store
+    for _ in range(5):
+        sink.emit(make_record(), {})
+    a.gate.set()
+    b.gate.set()
+    sink.close()
+    assert [r["language"] for _, r in a.rows] == ["fr"] * 6 == [r["language"] for _, r in b.rows]
+    assert sum(calls) <= 12 and max(calls) >= 5  # per batch, not per record (each store thread may call)

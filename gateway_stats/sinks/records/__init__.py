@@ -26,7 +26,9 @@ Extension points (for feedback, language and topic)
   `rec.language` / `rec.topic` (and may read what the observer kept for them, e.g. a capped user text
   in `rec.extra`). An enricher that raises is logged once and skipped; the row is still written.
   Enrichers must be thread-safe if they keep state (several store threads may run them, one record
-  each at a time).
+  each at a time). `add_batch_enricher(fn)`, `fn(recs: list[CallRecord])`, gets a whole batch's call
+  records at once, before their rows are built (language/topic: one round trip to its worker process
+  per batch instead of per record).
 * **Row kinds** — rows are queued under a kind. `call` rows are built from a `CallRecord`
   (`records.row.call_row`). Another kind (e.g. `feedback`) is added by (1) a `schema.Table` with
   `kind="feedback"` registered in `records.schema.TABLES` plus a migration in `schema.MIGRATIONS` that

@@ -26,6 +26,7 @@ MAINTAIN_EVERY = 3600.0
 YIELD_EVERY = 16
 
 Enricher = Callable[[CallRecord], None]
+BatchEnricher = Callable[[list[CallRecord]], None]
 
 
 class Rejected(Exception):
@@ -93,6 +94,7 @@ class StoreWriter:
         cfg: RecordsConfig,
         metrics: RecordsMetrics,
         prepare: Callable[[Pending], dict[str, Any]],
+        before: Callable[[list[Pending]], None] | None = None,
     ) -> None:
         self.store = store
         self.name = store.name
@@ -101,6 +103,7 @@ class StoreWriter:
         self.interval = cfg.flush_interval_ms / 1000.0
         self.max_retries = cfg.max_retries
         self._prepare = prepare
+        self._before = before  # once per batch, before its rows are prepared (batch enrichers)
         self.queue: deque[Pending] = deque()
         self._wake = threading.Event()
         self._stopping = False
@@ -171,6 +174,8 @@ class StoreWriter:
             log.warning("records %s: maintenance (retention) failed: %s", self.name, exc)
 
     def _rows(self, batch: list[Pending]) -> dict[str, list[dict[str, Any]]]:
+        if self._before is not None:
+            self._before(batch)
         groups: dict[str, list[dict[str, Any]]] = {}
         bad = 0
         for i, item in enumerate(batch):
@@ -300,10 +305,11 @@ class RecordsSink:
     ) -> None:
         self.config = cfg
         self.enrichers: list[Enricher] = []
+        self.batch_enrichers: list[BatchEnricher] = []
         self._lock = threading.Lock()
         self._enrich_warned: set[str] = set()
         self.writers = [
-            StoreWriter(s, cfg, metrics, self._prepare)
+            StoreWriter(s, cfg, metrics, self._prepare, self._enrich_batch)
             for s in (build_stores(cfg) if stores is None else stores)
         ]
         for w in self.writers:
@@ -311,6 +317,27 @@ class RecordsSink:
 
     def add_enricher(self, fn: Enricher) -> None:
         self.enrichers.append(fn)
+
+    def add_batch_enricher(self, fn: BatchEnricher) -> None:
+        """Like an enricher, but given every call record of a batch at once, before their rows are built
+        (for work that is cheaper in bulk, e.g. one round trip to a worker process per batch). It may
+        see a record again (another store's thread) and must then leave it as it is."""
+        self.batch_enrichers.append(fn)
+
+    def _enrich_batch(self, batch: list[Pending]) -> None:
+        if not self.batch_enrichers:
+            return
+        recs = [item.rec for item in batch if item.row is None and item.rec is not None]
+        if not recs:
+            return
+        for fn in self.batch_enrichers:
+            try:
+                fn(recs)
+            except Exception:
+                name = getattr(fn, "__qualname__", repr(fn))
+                if name not in self._enrich_warned:
+                    self._enrich_warned.add(name)
+                    log.exception("records: batch enricher %s failed (rows written without it)", name)
 
     def emit(self, rec: CallRecord, ai_log: dict[str, Any]) -> None:
         if not rec.observed:
