@@ -22,6 +22,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def children(pid: int) -> list[int]:
+    """Live child processes (e.g. the sidecar's language/topic worker), from /proc/<pid>/task/*/children."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """cpu_seconds of the process and its live children: the sidecar's CPU includes its worker's."""
+    return cpu_seconds(pid) + sum(cpu_seconds(c) for c in children(pid))
+
+
+def tree_rss_mb(pid: int) -> float:
+    return rss_mb(pid) + sum(rss_mb(c) for c in children(pid))
+
+
 def rss_mb(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/status", "rb") as fh:

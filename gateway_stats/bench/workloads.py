@@ -126,19 +126,19 @@ def _settle(stack: BenchStack, proc: int | None, ai_path: Path | None) -> tuple[
 
     Returns (seconds waited, processor CPU when the counts last moved, peak processor RSS)."""
     last = (_observed_now(stack), probes.file_size(ai_path))
-    cpu = probes.cpu_seconds(proc) if proc else 0.0
+    cpu = probes.tree_cpu_seconds(proc) if proc else 0.0
     rss = 0.0
     t0 = stable_since = time.monotonic()
     while time.monotonic() - stable_since < 0.75 and time.monotonic() - t0 < 30:
         time.sleep(0.25)
         if proc:
-            rss = max(rss, probes.rss_mb(proc))
+            rss = max(rss, probes.tree_rss_mb(proc))
         now = (_observed_now(stack), probes.file_size(ai_path))
         if now != last:
             last = now
             stable_since = time.monotonic()
             if proc:
-                cpu = probes.cpu_seconds(proc)  # deferred work belongs to this load
+                cpu = probes.tree_cpu_seconds(proc)  # deferred work belongs to this load
     return time.monotonic() - t0, cpu, rss
 
 
@@ -155,19 +155,19 @@ def run(
     obs0 = _observed_now(stack)
     up0 = probes.upstream_counts(upstream_port)
     c_env0, c_up0 = probes.cpu_seconds(envoy), probes.cpu_seconds(upstream_pid)
-    c_proc0 = probes.cpu_seconds(proc) if proc else 0.0
+    c_proc0 = probes.tree_cpu_seconds(proc) if proc else 0.0  # the worker child included
     c_kids0 = _children_cpu()
 
     popen = start_load(stack, wl, wrk_script)
     rss_proc = rss_envoy = 0.0
     while popen.poll() is None:
         if proc:
-            rss_proc = max(rss_proc, probes.rss_mb(proc))
+            rss_proc = max(rss_proc, probes.tree_rss_mb(proc))
         rss_envoy = max(rss_envoy, probes.rss_mb(envoy))
         time.sleep(0.2)
     out, _ = popen.communicate()
     c_env1, c_up1 = probes.cpu_seconds(envoy), probes.cpu_seconds(upstream_pid)
-    c_proc1 = probes.cpu_seconds(proc) if proc else 0.0
+    c_proc1 = probes.tree_cpu_seconds(proc) if proc else 0.0
     c_kids1 = _children_cpu()
     if popen.returncode != 0:
         raise RuntimeError(f"load generator failed ({popen.returncode}): {out[-2000:]}")
