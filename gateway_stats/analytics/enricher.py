@@ -36,18 +36,23 @@ from gateway_stats.core.record import CallRecord
 
 log = logging.getLogger(__name__)
 
-READY_TIMEOUT = 60.0  # the child loads the language models before it answers the first batch
+READY_WAIT = 5.0  # how long a batch waits for a child still loading its models (~1-2 s) before going on
 EARLY_QUEUE = 1000
 
 
 @dataclass
 class EnrichStats:
     records: int = 0  # records given a language/topic pass
+    not_ready: int = 0  # records that went on without: the child was still loading its models
     timeouts: int = 0
     failures: int = 0  # worker died or raised
     classifier_errors: int = 0
     early_skipped: int = 0  # early detections not started (queue full)
     seconds: float = 0.0  # wall time spent waiting for the child
+
+
+class _NotReady(Exception):
+    """The child is still loading its models: these records go on without language and topic."""
 
 
 class _Engine:
@@ -108,6 +113,7 @@ class Enricher:
         self.settings = settings
         self.process = process
         self.timeout = timeout
+        self.ready_wait = READY_WAIT
         self.stats = EnrichStats()
         self._lock = threading.Lock()
         self._engine: _Engine | None = None
@@ -120,6 +126,33 @@ class Enricher:
     @property
     def enabled(self) -> bool:
         return self.settings.enrich
+
+    @property
+    def ready(self) -> bool:
+        """The worker has loaded its models (or runs inline). Checked without waiting."""
+        if self._engine is not None or self._ready:
+            return True
+        conn = self._conn
+        if conn is None or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if not self._ready and self._conn is not None and self._conn.poll(0):
+                kind, payload = self._conn.recv()
+                if kind == "ready":
+                    self._ready = True
+                else:
+                    self._trouble("failure", f"language/topic worker failed to start ({payload})")
+            return self._ready
+        finally:
+            self._lock.release()
+
+    def wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.ready:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     # ------------------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -224,6 +257,10 @@ class Enricher:
             texts = [r.user_text for r in todo]
             try:
                 results, errors = self._run(texts)
+            except _NotReady:
+                results, errors = None, []
+                self.stats.not_ready += len(todo)
+                self._trouble("not_ready", "language/topic worker still loading its models; values left null")
             except Exception as exc:
                 results, errors = None, []
                 self._trouble("failure", f"language/topic worker failed ({exc}); values left null")
@@ -248,9 +285,8 @@ class Enricher:
         conn = self._conn
         assert conn is not None
         if not self._ready:
-            if not conn.poll(READY_TIMEOUT):
-                self.stats.timeouts += 1
-                raise TimeoutError("worker not ready")
+            if not conn.poll(self.ready_wait):
+                raise _NotReady  # it keeps loading; the next batch asks again
             kind, payload = conn.recv()
             if kind != "ready":
                 raise RuntimeError(payload)

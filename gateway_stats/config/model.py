@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from gateway_stats.pricing.config import PricingConfig
 from gateway_stats.config.analytics import AnalyticsSettings
+from gateway_stats.pricing.config import PricingConfig
 
 if TYPE_CHECKING:
     from gateway_stats.config.match_rules import MatchRule

@@ -13,7 +13,7 @@ from gateway_stats.analytics.joins import RecentCalls
 from gateway_stats.config import Config
 from gateway_stats.config.store import ConfigStore
 from gateway_stats.core.record import CallRecord
-from gateway_stats.envoy.selfmetrics import ReloadCollector, SelfMetrics
+from gateway_stats.envoy.selfmetrics import AnalyticsCollector, ReloadCollector, SelfMetrics
 from gateway_stats.pricing.config import BUILTIN
 from gateway_stats.records.row import feedback_row
 from gateway_stats.sinks.ai_log import AiLogLineSink
@@ -68,6 +68,7 @@ class Runtime:
         if self.records is not None:  # language and topic in the records writer, before the rows are built
             self.records.add_batch_enricher(self.enricher.enrich)
         self.athina: AthinaSink | None = None
+        self.registry.register(AnalyticsCollector(self.enricher, self.feedback_hub))
         self.reconfigure(store.current)
         self.ready = False
         self._noted: set[str] = set()

@@ -7,6 +7,7 @@ itself costs and whether it is dropping anything.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -123,3 +124,41 @@ class ReloadCollector(Collector):
         )
         g.add_metric([], 0 if self.store.last_error is not None else 1)
         yield g
+
+
+class AnalyticsCollector(Collector):
+    """Language/topic worker and feedback, read at scrape time from the objects that count them."""
+
+    def __init__(self, enricher: Any, hub: Any) -> None:
+        self.enricher = enricher  # analytics.enricher.Enricher
+        self.hub = hub  # analytics.feedback.FeedbackHub
+
+    def collect(self) -> Iterator[Metric]:
+        e = self.enricher
+        if e.enabled:
+            st = e.stats
+            g = GaugeMetricFamily(
+                "gateway_stats_analytics_worker_ready",
+                "1 once the language/topic worker process has loaded its models",
+            )
+            g.add_metric([], 1.0 if e.ready else 0.0)
+            yield g
+            c = CounterMetricFamily(
+                "gateway_stats_analytics_enriched",
+                "records given language/topic (ok), or left without: worker loading (not_ready), slow "
+                "(timeout) or failed (failed)",
+                labels=["result"],
+            )
+            c.add_metric(["ok"], st.records)
+            c.add_metric(["not_ready"], st.not_ready)
+            c.add_metric(["timeout"], st.timeouts)
+            c.add_metric(["failed"], st.failures)
+            yield c
+        d = CounterMetricFamily(
+            "gateway_stats_feedback_dropped",
+            "feedback not counted: a DIAL rate call with a bad body or rejected by the upstream",
+            labels=["source"],
+        )
+        for source, n in sorted(self.hub.dropped.items()):
+            d.add_metric([source], n)
+        yield d

@@ -180,11 +180,19 @@ def env(tmp_path_factory: pytest.TempPathFactory, postgres: Any, influx: Any) ->
         st.stop()
         mp.undo()
         raise
+    wait_ready(st)
     yield Env(st, athina, rx, postgres, influx, wd)
     mp.undo()
     st.stop()
     rx.stop()
     athina.server.shutdown()
+
+
+def wait_ready(st: Stack) -> None:
+    """Calls made while the worker still loads its models (~1-2 s) go without language: wait for it."""
+    wait_for(
+        lambda: metric_value(metrics_text(st), "gateway_stats_analytics_worker_ready") == 1, 90, "worker"
+    )
 
 
 def chat(st: Stack, text: str, chat_id: str, **headers: str) -> int:
@@ -399,14 +407,18 @@ def test_language_in_the_ai_log_when_opted_in(stack_factory: Any, tmp_path: Path
     cfg = tmp_path / "c.yaml"
     cfg.write_text("gateway_stats:\n  analytics:\n    language: {ai_log: true}\n")
     st = stack_factory(config_path=str(cfg))
+    wait_ready(st)
     text = "Kannst du mir bitte sagen, wo meine Rechnung für März ist?"
     got: list[dict[str, Any]] = []
-    for i in range(20):  # the first calls may find the child still loading its models (~1-2 s)
+    for i in range(10):  # a line Envoy could not get from us in time (fail-open, a busy machine) is skipped
         cid = f"chatcmpl-ailog-{i}"
         chat(st, text, cid, **{"x-mock-first-byte-ms": "300"})
-        got.append(
-            wait_for(lambda c=cid: next((x for x in ai_logs(st) if x.get("chat_id") == c), None), 10, cid)
-        )
+        try:
+            got.append(
+                wait_for(lambda c=cid: next((x for x in ai_logs(st) if x.get("chat_id") == c), None), 5, cid)
+            )
+        except AssertionError:
+            continue
         if got[-1].get("language"):
             break
     assert got[-1]["language"] == "de", got

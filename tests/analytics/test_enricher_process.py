@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import threading
 import time
 import types
 from pathlib import Path
@@ -38,6 +37,7 @@ def settings(**an: object) -> object:
 def test_child_process_computes_language_and_topic() -> None:
     e = Enricher(settings(), timeout=30)  # type: ignore[arg-type]
     e.start()
+    assert e.wait_ready(120)
     try:
         recs = [
             rec("Where is my invoice for March, please?"),
@@ -64,47 +64,36 @@ def test_child_process_computes_language_and_topic() -> None:
         e.close()
 
 
-def test_event_loop_thread_keeps_running_while_the_child_works() -> None:
-    """The point of the child process: a long detection does not hold our GIL.
+def test_the_work_is_done_outside_our_process() -> None:
+    """The point of the child process: detection never runs (so never holds the GIL) in ours.
 
-    In this process one detection of the text below holds the GIL for its whole run (~20 ms): a thread
-    spinning beside it sees one gap that long per detection. With the child doing it, such gaps are only
-    the scheduler's (the machine is shared), far fewer than one per detection.
+    Measured in CPU time, not wall time, so a busy machine does not change the verdict: one detection
+    of the text below costs this process ~0.1 s of CPU when done here; handed to the child, ten of them
+    cost it only the pickling and the pipe.
     """
     from gateway_stats.analytics.language import LanguageDetector
 
     base: Any = settings()
     an = dataclasses.replace(base, language=dataclasses.replace(base.language, max_chars=100_000))
-    long_text = "Can you help me write an email to my landlord about the broken heater? " * 250
+    long_text = "Can you help me write an email to my landlord about the broken heater? " * 1300
     inproc = LanguageDetector(an.language)
-    t0 = time.perf_counter()
+    c0 = time.process_time()
     inproc.detect(long_text)
-    one = time.perf_counter() - t0
-    e = Enricher(an, timeout=30)
+    one = time.process_time() - c0
+    e = Enricher(an, timeout=120)
     e.start()
-    e.enrich([rec("warm up the models please")])
-    gaps: list[float] = []
-    done = threading.Event()
-
-    def spin() -> None:
-        last = time.perf_counter()
-        while not done.is_set():
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    t = threading.Thread(target=spin)
-    t.start()
-    n = 20
+    assert e.wait_ready(120)
+    n = 10
+    recs = [rec(long_text) for _ in range(n)]
     try:
-        for _ in range(n):
-            e.enrich([rec(long_text)])
+        c0 = time.process_time()
+        for r in recs:
+            e.enrich([r])
+        ours = time.process_time() - c0
     finally:
-        done.set()
-        t.join()
         e.close()
-    long_gaps = sum(1 for g in gaps if g > 0.8 * one)
-    assert one > 0.005 and long_gaps < n / 2, (one, long_gaps)
+    assert all(r.language == "en" for r in recs)
+    assert one > 0.02 and ours < 0.2 * n * one, (one, ours)
 
 
 def test_classifier_errors_fall_back_to_rules() -> None:
@@ -149,7 +138,8 @@ def test_a_stuck_child_leaves_nulls_and_is_replaced(tmp_path: Path, monkeypatch:
     )
     e = Enricher(an.extensions.analytics, timeout=30)
     try:
-        e.enrich([rec("first call loads the models")])
+        e.start()
+        assert e.wait_ready(120)
         e.timeout = 0.5
         r = rec("a slow invoice question")
         t0 = time.perf_counter()
@@ -157,9 +147,29 @@ def test_a_stuck_child_leaves_nulls_and_is_replaced(tmp_path: Path, monkeypatch:
         assert time.perf_counter() - t0 < 2
         assert r.language is None and r.topic is None and e.stats.timeouts == 1 and e.stats.failures == 1
         e.timeout = 30
+        e.start()  # a fresh child
+        assert e.wait_ready(120)
         r2 = rec("Where is my invoice for March, please?")
         e.enrich([r2])  # a fresh child
         assert (r2.language, r2.topic) == ("en", "billing")
+    finally:
+        e.close()
+
+
+def test_a_worker_still_loading_never_holds_records_back() -> None:
+    e = Enricher(settings(), timeout=30)  # type: ignore[arg-type]
+    try:
+        e.ready_wait = 0.0
+        e.start()
+        r = rec("Where is my invoice for March, please?")
+        t0 = time.perf_counter()
+        e.enrich([r])  # the child is still importing and loading its models
+        assert time.perf_counter() - t0 < 0.5
+        assert r.language is None and e.stats.not_ready == 1 and e.stats.failures == 0
+        pid = e._proc.pid
+        assert e.wait_ready(120)
+        e.enrich([r])  # the same child, now ready; the record was not marked done
+        assert (r.language, r.topic) == ("en", "billing") and e._proc.pid == pid
     finally:
         e.close()
 

@@ -56,6 +56,7 @@ def chat(rt: Runtime, text: str, cid: str, model: str = "gpt-4o", consumer: str 
 def test_language_topic_and_feedback_rows_in_sqlite_and_jsonl(tmp_path: Path) -> None:
     rt, db, jl = runtime(tmp_path)
     rt.start()
+    assert rt.enricher.wait_ready(120)  # rows written before the worker has its models go without language
     try:
         chat(rt, "Where is my invoice for March, please?", "c-en")
         chat(rt, "Wo ist meine Rechnung für März, bitte?", "c-de")
