@@ -191,7 +191,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, postgres: Any, influx: Any) ->
 def wait_ready(st: Stack) -> None:
     """Calls made while the worker still loads its models (~1-2 s) go without language: wait for it."""
     wait_for(
-        lambda: metric_value(metrics_text(st), "gateway_stats_analytics_worker_ready") == 1, 90, "worker"
+        lambda: metric_value(metrics_text(st), "gateway_stats_analytics_worker_ready") == 1, 180, "worker"
     )
 
 
