@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import queue
 import threading
 import time
@@ -36,6 +37,8 @@ from gateway_stats.core.record import CallRecord
 
 log = logging.getLogger(__name__)
 
+CHILD_NICE = 10  # the worker's scheduling priority, below the sidecar's (Linux nice)
+STUCK_AFTER = 60.0  # a child that has answered nothing for this long while asked is replaced
 READY_WAIT = 5.0  # how long a batch waits for a child still loading its models (~1-2 s) before going on
 EARLY_QUEUE = 1000
 
@@ -53,6 +56,10 @@ class EnrichStats:
 
 class _NotReady(Exception):
     """The child is still loading its models: these records go on without language and topic."""
+
+
+class _Slow(Exception):
+    """No answer within the timeout: these records go on without; the late answer will be discarded."""
 
 
 class _Engine:
@@ -87,6 +94,8 @@ class _Engine:
 
 
 def _child_main(conn: Connection, language: LanguageSettings, topics: TopicSettings) -> None:
+    with contextlib.suppress(OSError):
+        os.nice(CHILD_NICE)  # Envoy and the sidecar's event loop always come first for the CPU
     try:
         engine = _Engine(language, topics)
         conn.send(("ready", None))
@@ -100,10 +109,11 @@ def _child_main(conn: Connection, language: LanguageSettings, topics: TopicSetti
             return
         if msg is None:
             return
+        seq, texts = msg
         try:
-            conn.send(("ok", engine.run(msg)))
+            conn.send(("ok", seq, engine.run(texts)))
         except Exception as exc:
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            conn.send(("error", seq, f"{type(exc).__name__}: {exc}"))
 
 
 class Enricher:
@@ -114,6 +124,8 @@ class Enricher:
         self.process = process
         self.timeout = timeout
         self.ready_wait = READY_WAIT
+        self._seq = 0
+        self._waiting_since = 0.0  # when the oldest unanswered batch was sent (0 = none)
         self.stats = EnrichStats()
         self._lock = threading.Lock()
         self._engine: _Engine | None = None
@@ -261,6 +273,10 @@ class Enricher:
                 results, errors = None, []
                 self.stats.not_ready += len(todo)
                 self._trouble("not_ready", "language/topic worker still loading its models; values left null")
+            except _Slow:
+                results, errors = None, []
+                self.stats.timeouts += 1
+                self._trouble("slow", f"language/topic worker gave no answer within {self.timeout}s; null")
             except Exception as exc:
                 results, errors = None, []
                 self._trouble("failure", f"language/topic worker failed ({exc}); values left null")
@@ -291,14 +307,26 @@ class Enricher:
             if kind != "ready":
                 raise RuntimeError(payload)
             self._ready = True
-        conn.send(texts)
-        if not conn.poll(self.timeout):
-            self.stats.timeouts += 1
-            raise TimeoutError(f"no answer within {self.timeout}s")
-        kind, payload = conn.recv()
-        if kind != "ok":
-            raise RuntimeError(payload)
-        return payload
+        self._seq += 1
+        seq = self._seq
+        conn.send((seq, texts))
+        now = time.monotonic()
+        if not self._waiting_since:
+            self._waiting_since = now
+        deadline = now + self.timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not conn.poll(left):
+                if time.monotonic() - self._waiting_since > STUCK_AFTER:
+                    raise TimeoutError(f"no answer for {STUCK_AFTER:.0f}s")  # replaced by the caller
+                raise _Slow
+            kind, got, payload = conn.recv()
+            self._waiting_since = 0.0 if got == seq else time.monotonic()
+            if got != seq:
+                continue  # a late answer to a batch that already went on without it
+            if kind != "ok":
+                raise RuntimeError(payload)
+            return payload
 
     def _trouble(self, kind: str, msg: str) -> None:
         if kind in self._warned:

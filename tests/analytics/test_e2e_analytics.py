@@ -66,6 +66,12 @@ gateway_stats:
 """
 
 
+# Envoy skips the sidecar for the rest of a call whose answer takes longer than message_timeout (200 ms
+# by default); on a machine this loaded (other test stacks, the worker loading its models) that can
+# happen, and the call's line then has no ai_log. These tests are about what the line holds.
+PATIENT: dict[str, object] = {"message_timeout_ms": 2000}
+
+
 class Athina:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -163,6 +169,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, postgres: Any, influx: Any) ->
     st = Stack(
         wd / "stack",
         config_path=str(cfg),
+        envoy_extra=PATIENT,
         sidecar_args=["--log-level", "debug", "--ai-log-file", str(wd / "stack" / "ai_log.jsonl")],
         sidecar_env={
             **secrets_env,
@@ -406,7 +413,7 @@ def test_language_in_the_ai_log_when_opted_in(stack_factory: Any, tmp_path: Path
     while the upstream answers; the final ai_log (Envoy's access log line) carries it."""
     cfg = tmp_path / "c.yaml"
     cfg.write_text("gateway_stats:\n  analytics:\n    language: {ai_log: true}\n")
-    st = stack_factory(config_path=str(cfg))
+    st = stack_factory(config_path=str(cfg), envoy_extra=PATIENT)
     wait_ready(st)
     text = "Kannst du mir bitte sagen, wo meine Rechnung für März ist?"
     got: list[dict[str, Any]] = []
@@ -424,7 +431,8 @@ def test_language_in_the_ai_log_when_opted_in(stack_factory: Any, tmp_path: Path
     assert got[-1]["language"] == "de", got
     assert all(d.get("language") in (None, "de") for d in got)
     cfg.write_text("gateway_stats:\n  analytics:\n    language: {}\n")  # not opted in: never in the ai_log
-    st2 = stack_factory(config_path=str(cfg))
+    st2 = stack_factory(config_path=str(cfg), envoy_extra=PATIENT)
+    wait_ready(st2)
     chat(st2, text, "chatcmpl-ailog-off", **{"x-mock-first-byte-ms": "300"})
     d = wait_for(
         lambda: next((x for x in ai_logs(st2) if x.get("chat_id") == "chatcmpl-ailog-off"), None),
