@@ -22,6 +22,8 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,6 +210,21 @@ class BenchStack:
         p = spawn("processor", argv, self.workdir)
         self.procs["processor"] = p
         wait_http(f"http://127.0.0.1:{self.metrics_port}/readyz", proc=p.popen)
+        self._wait_analytics_worker()
+
+    def _wait_analytics_worker(self, timeout: float = 120.0) -> None:
+        """inline-analytics: the language worker loads its models (seconds of CPU) after the sidecar is
+        ready; the timed loads start once it is done, so that start-up cost is not charged to them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            if "gateway_stats_analytics_worker_ready" not in text:
+                return
+            if "gateway_stats_analytics_worker_ready 1.0" in text:
+                return
+            time.sleep(0.2)
+        raise TimeoutError("the language/topic worker did not load its models in time")
 
     def _sidecar_config(self) -> Path:
         if self.kind not in ("inline-norecords", "inline-analytics"):
