@@ -68,7 +68,7 @@ class Runtime:
         if self.records is not None:  # language and topic in the records writer, before the rows are built
             self.records.add_batch_enricher(self.enricher.enrich)
         self.athina: AthinaSink | None = None
-        self.registry.register(AnalyticsCollector(self.enricher, self.feedback_hub))
+        self.registry.register(AnalyticsCollector(self.enricher, self.feedback_hub, lambda: self.athina))
         self.reconfigure(store.current)
         self.ready = False
         self._noted: set[str] = set()

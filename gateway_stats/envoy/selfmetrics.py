@@ -129,9 +129,10 @@ class ReloadCollector(Collector):
 class AnalyticsCollector(Collector):
     """Language/topic worker and feedback, read at scrape time from the objects that count them."""
 
-    def __init__(self, enricher: Any, hub: Any) -> None:
+    def __init__(self, enricher: Any, hub: Any, athina: Any = None) -> None:
         self.enricher = enricher  # analytics.enricher.Enricher
         self.hub = hub  # analytics.feedback.FeedbackHub
+        self.athina = athina  # () -> sinks.athina.AthinaSink | None
 
     def collect(self) -> Iterator[Metric]:
         e = self.enricher
@@ -162,3 +163,14 @@ class AnalyticsCollector(Collector):
         for source, n in sorted(self.hub.dropped.items()):
             d.add_metric([source], n)
         yield d
+        sink = self.athina() if self.athina is not None else None
+        if sink is not None:
+            a = CounterMetricFamily(
+                "gateway_stats_athina_forwarded",
+                "calls (log) and feedback forwarded to Athina, by result: sent, failed (after retries), "
+                "dropped (queue full), unjoined (feedback for a call Athina cannot be told about)",
+                labels=["kind", "result"],
+            )
+            for (kind, result), n in sorted(dict(sink.counts).items()):
+                a.add_metric([kind, result], n)
+            yield a

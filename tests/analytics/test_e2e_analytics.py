@@ -334,6 +334,7 @@ def test_feedback_endpoint(env: Env) -> None:
         )
     text = metrics_text(st)
     assert metric_value(text, "gateway_stats_feedback_total", ai_model="gpt-4o-mini", rating="like") == 1
+    assert metric_value(text, "gateway_stats_athina_forwarded_total", kind="log", result="sent") >= 1
     wait_for(
         lambda: any(
             r["body"].get("external_reference_id") == "fb-req-1" and r["method"] == "PATCH"
