@@ -24,6 +24,11 @@ from gateway_stats.core.sse import SSEFramer
 
 log = logging.getLogger(__name__)
 
+# A compressed stream is decoded only while its output stays below this ratio to the bytes on the
+# wire (after a floor): real SSE compresses ~5-20x; gzip can reach ~1030x, brotli far more.
+DECODED_STREAM_FLOOR = 64 << 20
+DECODED_RATIO = 256
+
 SESSION_HEADERS = (
     "x-openclaw-session-key",
     "x-clawdbot-session-key",
@@ -41,6 +46,7 @@ class CallObserver:
         "_complete",
         "_config",
         "_content_length",
+        "_decoded",
         "_decoder",
         "_framer",
         "_limits",
@@ -62,6 +68,7 @@ class CallObserver:
         self._body_prefix: list[bytes] = []
         self._body_seen = 0
         self._decoder: Decoder | None = None
+        self._decoded = 0  # decoded bytes analysed
         self._framer: SSEFramer | None = None
         self._resp_body: list[bytes] = []
         self._resp_seen = 0
@@ -259,31 +266,25 @@ class CallObserver:
                 rec.t_end = now
             return False
         changed = False
-        data = chunk
+        data = b""
         dec = self._decoder
         if dec is not None and chunk:
-            try:
-                data = dec.feed(chunk)
-            except Exception:  # a corrupt compressed stream: stop analysing, never raise
-                self._decoder = None
-                data = b""
-                ex.note_cap("decode_error")
-        elif dec is None:
-            data = b""
-        framer = self._framer
-        if framer is not None:
-            if data:
-                for event in framer.feed(data):
-                    if ex.on_event(event, now):
-                        changed = True
-        elif data:
-            room = self._limits.max_response_body_bytes - self._resp_seen
-            if room > 0:
-                part = data if len(data) <= room else data[:room]
-                self._resp_body.append(part)
-                self._resp_seen += len(part)
-            if len(data) > room:
-                ex.note_cap("response_body")
+            # Pieces are taken one at a time (each at most decoding.PIECE bytes) and dropped once
+            # used, so a decompression bomb costs CPU up to the caps below, never memory.
+            pieces = dec.feed(chunk)
+            while True:
+                try:
+                    data = next(pieces)
+                except StopIteration:
+                    break
+                except Exception:  # a corrupt compressed stream: stop analysing, never raise
+                    self._decoder = None
+                    ex.note_cap("decode_error")
+                    break
+                if self._take(data, now):
+                    changed = True
+                if self._decoder is None:  # a cap stopped decoding
+                    break
         if end_of_stream:
             return self._end_response(now) or changed
         if not self._complete and self._answer_complete(data):
@@ -293,6 +294,32 @@ class CallObserver:
             self._settle(now)
             return True
         return changed
+
+    def _take(self, data: bytes, now: int) -> bool:
+        """One piece of decoded body: frame it (SSE) or keep it up to the body cap."""
+        ex = self.extraction
+        assert ex is not None
+        self._decoded += len(data)
+        framer = self._framer
+        if framer is not None:
+            changed = False
+            for event in framer.feed(data):
+                if ex.on_event(event, now):
+                    changed = True
+            decoded = self._decoded
+            if decoded > DECODED_STREAM_FLOOR and decoded > DECODED_RATIO * self.record.response_body_bytes:
+                ex.note_cap("decode_ratio")  # a compression bomb in a stream: stop decoding it
+                self._decoder = None
+            return changed
+        room = self._limits.max_response_body_bytes - self._resp_seen
+        if room > 0:
+            part = data if len(data) <= room else data[:room]
+            self._resp_body.append(part)
+            self._resp_seen += len(part)
+        if len(data) > room:
+            ex.note_cap("response_body")
+            self._decoder = None  # nothing past the cap is analysed: stop decoding
+        return False
 
     def _answer_complete(self, data: bytes) -> bool:
         if self._framer is not None:
@@ -331,25 +358,26 @@ class CallObserver:
         if ex is None:
             return False
         dec = self._decoder
-        tail = b""
         if dec is not None:
-            try:
-                tail = dec.flush()
-            except Exception:
-                ex.note_cap("decode_error")
+            pieces = dec.flush()
+            while True:
+                try:
+                    piece = next(pieces)
+                except StopIteration:
+                    break
+                except Exception:
+                    ex.note_cap("decode_error")
+                    break
+                self._take(piece, now)
+                if self._decoder is None:
+                    break
         framer = self._framer
         if framer is not None:
-            if tail:
-                for event in framer.feed(tail):
-                    ex.on_event(event, now)
             for event in framer.finish():
                 ex.on_event(event, now)
             self._note_framer(framer)
-        else:
-            if tail:
-                self._resp_body.append(tail)
-            if not self._resp_done:
-                self._parse_response_body(now)
+        elif not self._resp_done:
+            self._parse_response_body(now)
         return True
 
     def _parse_response_body(self, now: int) -> None:
@@ -357,10 +385,11 @@ class CallObserver:
         ex = self.extraction
         assert ex is not None
         self._resp_done = True
-        body = b"".join(self._resp_body)
+        capped = "response_body" in rec.caps_hit
+        body = b"" if capped else b"".join(self._resp_body)
         self._resp_body = []
         doc = None
-        if body and "response_body" not in rec.caps_hit:
+        if body:
             try:
                 doc = orjson.loads(body)
             except orjson.JSONDecodeError:

@@ -5,15 +5,20 @@ Each test here failed on the code before its fix (the commit that adds the test 
 
 from __future__ import annotations
 
+import gzip
 import json
+import tracemalloc
+import zlib
 from typing import Any
 
+import brotli
 import pytest
 
-from gateway_stats.config.reader import default_config
+from gateway_stats.config.reader import default_config, parse_text
 from gateway_stats.core.observer import CallObserver
 
 MS = 1_000_000
+MiB = 1 << 20
 
 
 def _started(path: str = "/v1/chat/completions", body: dict[str, Any] | None = None, cfg: Any = None) -> CallObserver:
@@ -57,3 +62,108 @@ def test_unhashable_values_everywhere_in_json_bodies() -> None:
             obs.on_response_body(json.dumps(doc).encode(), True, 3 * MS)
             obs.finish(4 * MS)
             obs.ai_log()
+
+
+# ------------------------------------------------------------------ decompression bombs
+def _gzip_zeros(total: int) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(MiB)
+    out = [c.compress(block) for _ in range(total // MiB)]
+    out.append(c.flush())
+    return b"".join(out)
+
+
+@pytest.fixture(scope="module")
+def gzip_bomb() -> bytes:
+    return _gzip_zeros(512 * MiB)  # ~0.5 MB on the wire
+
+
+def _peak_while(obs: CallObserver, wire: bytes, step: int) -> int:
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        for i in range(0, len(wire), step):
+            obs.on_response_body(wire[i : i + step], False, 3 * MS)
+        obs.on_response_body(b"", True, 4 * MS)
+        obs.finish(5 * MS)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/event-stream"])
+def test_gzip_bomb_peak_memory_is_bounded(gzip_bomb: bytes, content_type: str) -> None:
+    """Was: ~150 MiB peak for 512 MiB of zeros in 0.5 MB of gzip (64 KiB wire chunks)."""
+    assert len(gzip_bomb) < 600_000
+    obs = _started()
+    obs.on_response_headers(
+        {":status": "200", "content-type": content_type, "content-encoding": "gzip"}, {}, False, 2 * MS
+    )
+    peak = _peak_while(obs, gzip_bomb, 64 * 1024)
+    limits = default_config().extensions.limits
+    cap = limits.max_response_body_bytes if content_type == "application/json" else limits.max_event_bytes
+    assert peak < cap + 4 * MiB, f"peak {peak / MiB:.1f} MiB"
+    assert {"response_body", "decode_ratio"} & set(obs.record.caps_hit) or content_type != "application/json"
+
+
+def test_gzip_bomb_in_one_chunk_is_bounded(gzip_bomb: bytes) -> None:
+    obs = _started()
+    obs.on_response_headers(
+        {":status": "200", "content-type": "application/json", "content-encoding": "gzip"}, {}, False, 2 * MS
+    )
+    peak = _peak_while(obs, gzip_bomb, len(gzip_bomb))
+    assert peak < default_config().extensions.limits.max_response_body_bytes + 4 * MiB + len(gzip_bomb)
+
+
+def test_brotli_bomb_is_bounded() -> None:
+    wire = brotli.compress(bytes(256 * MiB), quality=5)
+    assert len(wire) < 100_000
+    for ct in ("application/json", "text/event-stream"):
+        obs = _started()
+        obs.on_response_headers(
+            {":status": "200", "content-type": ct, "content-encoding": "br"}, {}, False, 2 * MS
+        )
+        peak = _peak_while(obs, wire, 4096)
+        assert peak < default_config().extensions.limits.max_response_body_bytes + 4 * MiB, ct
+
+
+def test_small_limit_caps_decoded_body() -> None:
+    cfg = parse_text("gateway_stats: {limits: {max_response_body_bytes: 65536}}")
+    obs = _started(cfg=cfg)
+    obs.on_response_headers(
+        {":status": "200", "content-type": "application/json", "content-encoding": "gzip"}, {}, False, 2 * MS
+    )
+    wire = gzip.compress(b" " * (4 * MiB) + b"{}")
+    peak = _peak_while(obs, wire, 1 << 20)
+    assert peak < 2 * MiB
+    assert "response_body" in obs.record.caps_hit
+
+
+def test_compressed_answers_still_decode_exactly() -> None:
+    """The bounded decoders give the same bytes as a one-shot decompress, for every split."""
+    body = json.dumps(
+        {"id": "c1", "model": "m", "choices": [{"message": {"content": "y" * 300_000}}],
+         "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+    ).encode()
+    for enc, wire in (
+        ("gzip", gzip.compress(body)),
+        ("deflate", zlib.compress(body)),
+        ("deflate", zlib.compress(body, wbits=-15) if False else _raw_deflate(body)),
+        ("br", brotli.compress(body)),
+    ):
+        for step in (1, 7, 1000, len(wire)):
+            obs = _started()
+            obs.on_response_headers(
+                {":status": "200", "content-type": "application/json", "content-encoding": enc}, {}, False, 2 * MS
+            )
+            for i in range(0, len(wire), step):
+                obs.on_response_body(wire[i : i + step], False, 3 * MS)
+            obs.on_response_body(b"", True, 4 * MS)
+            rec = obs.finish(5 * MS)
+            assert rec.usage.total_tokens == 3, (enc, step)
+            assert rec.answer == "y" * 300_000, (enc, step)
+
+
+def _raw_deflate(body: bytes) -> bytes:
+    c = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return c.compress(body) + c.flush()
