@@ -182,9 +182,9 @@ class Extraction:
             return False
         changed = self._take_common(doc)
         t = doc.get("type")  # untrusted: a list or an object is unhashable, so never a bare set lookup
-        if isinstance(t, str) and t in _TERMINAL_TYPES:
-            self.terminal_seen = True
-        elif self.kind is providers.GEMINI and _gemini_finished(doc):
+        if (isinstance(t, str) and t in _TERMINAL_TYPES) or (
+            self.kind is providers.GEMINI and _gemini_finished(doc)
+        ):
             self.terminal_seen = True
         out = self.out
         seen = out.content_seen

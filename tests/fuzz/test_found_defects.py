@@ -21,7 +21,9 @@ MS = 1_000_000
 MiB = 1 << 20
 
 
-def _started(path: str = "/v1/chat/completions", body: dict[str, Any] | None = None, cfg: Any = None) -> CallObserver:
+def _started(
+    path: str = "/v1/chat/completions", body: dict[str, Any] | None = None, cfg: Any = None
+) -> CallObserver:
     obs = CallObserver(cfg or default_config())
     obs.on_request_headers({":method": "POST", ":path": path, ":authority": "llm.local"}, {}, False, 0)
     obs.on_request_body(json.dumps(body or {"model": "m", "stream": True}).encode(), True, MS)
@@ -31,7 +33,14 @@ def _started(path: str = "/v1/chat/completions", body: dict[str, Any] | None = N
 # ------------------------------------------------------------------ unhashable JSON values
 @pytest.mark.parametrize("bad_type", [[], ["message_stop"], {}, {"a": 1}, [[1]]])
 @pytest.mark.parametrize(
-    "path", ["/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/unknown", "/v1beta/models/g:streamGenerateContent"]
+    "path",
+    [
+        "/v1/chat/completions",
+        "/v1/messages",
+        "/v1/responses",
+        "/v1/unknown",
+        "/v1beta/models/g:streamGenerateContent",
+    ],
 )
 def test_sse_event_type_that_is_a_list_or_object_does_not_raise(path: str, bad_type: Any) -> None:
     """Was: TypeError: unhashable type: 'list' out of on_response_body (set-membership of `type`)."""
@@ -54,9 +63,16 @@ def test_unhashable_values_everywhere_in_json_bodies() -> None:
             obs = _started(path, {"model": w, "stream": w, "messages": w, "input": w})
             obs.on_response_headers({":status": "200", "content-type": "application/json"}, {}, False, 2 * MS)
             doc = {
-                "type": w, "id": w, "model": w, "error": {"type": w, "message": w}, "status": w,
-                "stop_reason": w, "choices": [{"finish_reason": w, "message": {"content": w, "tool_calls": [w]}}],
-                "content": [{"type": w, "text": w}], "output": [{"type": w}], "candidates": [{"finishReason": w}],
+                "type": w,
+                "id": w,
+                "model": w,
+                "error": {"type": w, "message": w},
+                "status": w,
+                "stop_reason": w,
+                "choices": [{"finish_reason": w, "message": {"content": w, "tool_calls": [w]}}],
+                "content": [{"type": w, "text": w}],
+                "output": [{"type": w}],
+                "candidates": [{"finishReason": w}],
                 "usage": {"prompt_tokens": w, "completion_tokens": w, "prompt_tokens_details": w},
             }
             obs.on_response_body(json.dumps(doc).encode(), True, 3 * MS)
@@ -142,8 +158,12 @@ def test_small_limit_caps_decoded_body() -> None:
 def test_compressed_answers_still_decode_exactly() -> None:
     """The bounded decoders give the same bytes as a one-shot decompress, for every split."""
     body = json.dumps(
-        {"id": "c1", "model": "m", "choices": [{"message": {"content": "y" * 300_000}}],
-         "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+        {
+            "id": "c1",
+            "model": "m",
+            "choices": [{"message": {"content": "y" * 300_000}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+        }
     ).encode()
     for enc, wire in (
         ("gzip", gzip.compress(body)),
@@ -154,7 +174,10 @@ def test_compressed_answers_still_decode_exactly() -> None:
         for step in (1, 7, 1000, len(wire)):
             obs = _started()
             obs.on_response_headers(
-                {":status": "200", "content-type": "application/json", "content-encoding": enc}, {}, False, 2 * MS
+                {":status": "200", "content-type": "application/json", "content-encoding": enc},
+                {},
+                False,
+                2 * MS,
             )
             for i in range(0, len(wire), step):
                 obs.on_response_body(wire[i : i + step], False, 3 * MS)
