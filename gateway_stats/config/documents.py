@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from gateway_stats.config import guards
 from gateway_stats.config.extensions import parse_extensions
 from gateway_stats.config.match_rules import MatchRule, parse_inline_rules, parse_match_rules
 from gateway_stats.config.model import BUILTIN_KEYS, Config, PluginConfig
@@ -129,7 +130,13 @@ def parse_config(data: object, source: str = "<string>") -> Config:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys in a mapping (PyYAML silently keeps the last one)."""
+    """SafeLoader that rejects duplicate keys in a mapping (PyYAML silently keeps the last one)
+    and alias bombs (guards.check_yaml_expansion)."""
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        guards.check_yaml_expansion(node)
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -178,6 +185,13 @@ def _yaml_error(source: str, exc: yaml.YAMLError) -> str:
 
 def parse_text(text: str, source: str = "<string>") -> Config:
     """Parse YAML or JSON text (detected by content) into a Config."""
+    try:
+        return _parse_text(text, source)
+    except RecursionError:  # [[[[... 5,000 deep: the JSON and YAML parsers recurse
+        raise ConfigError([f"{source}: nested too deeply"]) from None
+
+
+def _parse_text(text: str, source: str) -> Config:
     stripped = text.lstrip()
     data: object
     if stripped.startswith(("{", "[")):
@@ -204,9 +218,11 @@ def load_config(path: str) -> Config:
     """Load a YAML or JSON config file; raises ConfigError (also for unreadable files)."""
     try:
         with open(path, "rb") as fh:
-            blob = fh.read()
+            blob = fh.read(guards.MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    if len(blob) > guards.MAX_CONFIG_BYTES:
+        raise ConfigError([guards.too_big(path)])
     try:
         text = blob.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -87,7 +87,8 @@ def _parse_extra_label(r: Reader, item: object, path: str, attribute_keys: set[s
             r.error(join_path(path, "name"), f"'{name}' clashes with a built-in label")
     header = r.string(m, "request_header", path) or ""
     attribute = r.string(m, "attribute", path) or ""
-    if bool(header) == bool(attribute):
+    given = sum(m.get(k) is not None and m.get(k) != "" for k in ("request_header", "attribute"))
+    if given != 1:  # a value of the wrong type counts as given: it already has its own error
         r.error(path, "exactly one of request_header or attribute must be set")
     if header and not _HEADER_NAME.match(header):
         r.error(join_path(path, "request_header"), f"not a valid header name: {header!r}")

@@ -77,9 +77,11 @@ def _parse_attribute(r: Reader, item: object, path: str) -> Attribute | None:
         )
     elif key and not builtin and m.get("value_source") == "":
         r.error(join_path(path, "value_source"), f"must not be empty for key '{key}' (not a built-in key)")
-    if source_ok and source and source != "fixed_value" and not value and not builtin:
+    value_typed = isinstance(m.get("value"), str | None)  # else it already has its type error
+    if source_ok and source and source != "fixed_value" and not value and not builtin and value_typed:
         r.error(join_path(path, "value"), f"required with value_source {source}")
-    if rule and rule_ok and source_ok and source != STREAMING_SOURCE and not builtin:
+    # Without a usable value_source that field already has its error: one wrong field, one error.
+    if rule and rule_ok and source and source_ok and source != STREAMING_SOURCE and not builtin:
         r.error(
             join_path(path, "rule"),
             f"only meaningful with value_source {STREAMING_SOURCE} (this attribute uses "

@@ -14,7 +14,7 @@ from typing import Any
 import brotli
 import pytest
 
-from gateway_stats.config.reader import default_config, parse_text
+from gateway_stats.config import default_config, parse_text
 from gateway_stats.core.observer import CallObserver
 
 MS = 1_000_000
