@@ -35,7 +35,7 @@ def budget(n: int) -> settings:
 json_scalars = (
     st.none()
     | st.booleans()
-    | st.integers(min_value=-(1 << 70), max_value=1 << 70)
+    | st.integers(min_value=-(1 << 63), max_value=(1 << 64) - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20)
 )
