@@ -292,8 +292,11 @@ class Extraction:
             v = attrs.get(key)
             if isinstance(v, bool) or v is None:
                 continue
-            if isinstance(v, str) and v.strip().isdigit():
-                v = int(v)
+            if isinstance(v, str):
+                digits = v.strip()  # untrusted: str.isdigit() admits '²', and int() refuses > 4300 digits
+                if not (digits.isascii() and digits.isdigit() and len(digits) <= 18):
+                    continue
+                v = int(digits)
             if isinstance(v, int | float) and v >= 0:
                 setattr(u, name, int(v))
 

@@ -225,7 +225,7 @@ class CallObserver:
         rec = self.record
         rec.t_response_headers = now
         status = headers.get(":status") or attributes.get("response.code") or ""
-        if status.isdigit():
+        if status.isascii() and status.isdigit() and len(status) <= 3:  # untrusted: not '²', not 5000 digits
             rec.status_code = int(status)
         rec.content_type = headers.get("content-type", "")
         rec.content_encoding = headers.get("content-encoding", "")
@@ -241,7 +241,7 @@ class CallObserver:
             rec.response_observed = False
             return False
         cl = headers.get("content-length", "")
-        if cl.isdigit():
+        if cl.isascii() and cl.isdigit() and len(cl) <= 18:
             self._content_length = int(cl)
         dec = decoder_for(rec.content_encoding)
         if dec is None:

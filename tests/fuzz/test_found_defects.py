@@ -190,3 +190,30 @@ def test_compressed_answers_still_decode_exactly() -> None:
 def _raw_deflate(body: bytes) -> bytes:
     c = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
     return c.compress(body) + c.flush()
+
+
+# ------------------------------------------------------------------ digits that int() refuses
+@pytest.mark.parametrize("value", ["²", "٣" * 2 + "²", "9" * 5000])
+@pytest.mark.parametrize("header", [":status", "content-length"])
+def test_unicode_or_huge_digits_in_headers_do_not_raise(header: str, value: str) -> None:
+    """Found by test_no_exception_escapes_any_phase_sequence: ':status: ²' passed str.isdigit() and
+    int('²') raised ValueError out of on_response_headers (so did 5000 digits: int's 4300-digit limit)."""
+    obs = _started(body={"model": "m"})
+    hdrs = {":status": "200", "content-type": "application/json", header: value}
+    obs.on_response_headers(hdrs, {}, False, 2 * MS)
+    obs.on_response_body(b'{"usage": {"prompt_tokens": 2}}', True, 3 * MS)
+    rec = obs.finish(4 * MS)
+    assert rec.usage.input_tokens == 2
+
+
+@pytest.mark.parametrize("value", ["²", "9" * 5000, " 12 "])
+def test_unicode_or_huge_digits_in_token_attributes_do_not_raise(value: str) -> None:
+    """Same class in Extraction._usage_from_attributes: an `input_token` attribute read from the body."""
+    cfg = parse_text(
+        "attributes:\n- {key: input_token, value_source: response_body, value: n, apply_to_log: true}\n"
+    )
+    obs = _started(body={"model": "m"}, cfg=cfg)
+    obs.on_response_headers({":status": "200", "content-type": "application/json"}, {}, False, 2 * MS)
+    obs.on_response_body(json.dumps({"n": value}).encode(), True, 3 * MS)
+    rec = obs.finish(4 * MS)
+    assert rec.usage.input_tokens == (12 if value == " 12 " else None)
