@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint proto bench bench-profile clean litellm-parity
+.PHONY: demo test lint proto bench bench-profile fuzz soak clean litellm-parity
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,24 @@ bench-profile: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[profile]'
 	BENCH_COMMAND="make bench-profile" $(BIN)/python -m gateway_stats.bench --profile --write-doc docs/benchmarks.md
 
+# The long fuzz run (docs/reliability.md): the hypothesis targets with FUZZ_SCALE x their CI budget and
+# fresh random seeds, then each atheris (coverage-guided) target for FUZZ_SECONDS (default 120 s each;
+# about 15 min in all). Corpora are kept in .fuzz/corpus/<target>, crashing inputs land in .fuzz/crashes/.
+FUZZ_SECONDS ?= 120
+FUZZ_SCALE ?= 20
+FUZZ_TARGETS ?= observer sse gjson config decoders
+fuzz: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[fuzz]'
+	FUZZ_SCALE=$(FUZZ_SCALE) FUZZ_RANDOM=1 $(BIN)/pytest -q -p no:cacheprovider tests/fuzz
+	@mkdir -p .fuzz/crashes
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p .fuzz/corpus/$$t; [ $$t != config ] || cp config/*.yaml .fuzz/corpus/config/; echo "fuzz: atheris $$t for $(FUZZ_SECONDS) s"; \
+		$(BIN)/python tests/fuzz/atheris_harness.py $$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+			-artifact_prefix=.fuzz/crashes/$$t- .fuzz/corpus/$$t > .fuzz/$$t.log 2>&1 \
+			|| { grep -v '^INFO: Instrumenting' .fuzz/$$t.log | tail -40; exit 1; }; \
+		grep -E '^#[0-9]+.*(DONE|pulse)|^Done' .fuzz/$$t.log | tail -2; \
+	done
+
 # Regenerate the minimal ext_proc stubs from proto/ (committed, so users never need protoc).
 proto: $(STAMP)
 	rm -rf gateway_stats/_proto && mkdir -p gateway_stats/_proto
@@ -46,7 +64,7 @@ proto: $(STAMP)
 	find gateway_stats/_proto -name '*.py' -exec sed -i -E 's/^from envoy\./from gateway_stats._proto.envoy./' {} \;
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .fuzz
 
 # Re-derive the LiteLLM parity figures with LiteLLM itself (big; not a dependency): the committed
 # figures must not change, and LiteLLM's own bundled price map (thousands of entries) must load.
