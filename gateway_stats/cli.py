@@ -45,6 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address,
         drain_seconds=args.drain_seconds,
         ai_log_file=args.ai_log_file,
+        config_poll_seconds=args.config_poll_seconds,
     )
     try:
         import uvloop
@@ -180,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--ai-log-file", help='write {"ai_log":…} lines here ("-" = stdout); for observability mode'
     )
     s.add_argument("--no-uvloop", dest="uvloop", action="store_false", help="use the stock asyncio loop")
+    s.add_argument(
+        "--config-poll-seconds", type=float, default=2.0, help="seconds between config file checks"
+    )
     s.set_defaults(func=_serve)
 
     c = sub.add_parser("check-config", help="validate config files; exit 1 naming each bad field")

@@ -35,6 +35,7 @@ class ServeOptions:
     metrics_address: str = "127.0.0.1:19090"
     drain_seconds: float = 10.0
     ai_log_file: str | None = None
+    config_poll_seconds: float = 2.0
 
 
 class Sidecar:
@@ -50,7 +51,9 @@ class Sidecar:
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        store = ConfigStore(self.opts.config_path, on_change=self._on_config)
+        store = ConfigStore(
+            self.opts.config_path, on_change=self._on_config, poll_interval=self.opts.config_poll_seconds
+        )
         rt = Runtime(store, ai_log_file=self.opts.ai_log_file)
         self.runtime = rt
         server = grpc.aio.server(

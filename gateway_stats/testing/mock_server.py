@@ -510,6 +510,12 @@ class MockLLM:
 
         for i, event in enumerate(events):
             if i == sc.abort_after:
+                if sc.abort_mid_event:  # the upstream dies inside an event (paced like the others)
+                    if sc.interval_s:
+                        await asyncio.sleep(sc.interval_s)
+                    await self._emit(writer, rec, enc, chunked, event[: len(event) // 2])
+                    if sc.interval_s:
+                        await asyncio.sleep(sc.interval_s)
                 await self._abort(writer, rec, sc)
                 return False
             if i and sc.interval_s:

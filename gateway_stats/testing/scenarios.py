@@ -42,6 +42,7 @@ SCENARIO_HEADERS: dict[str, str] = {
     "x-mock-encoding": "gzip | deflate | br content-encoding (SSE: flushed per event)",
     "x-mock-abort-after": "N: after N SSE events abort the connection (no terminating chunk)",
     "x-mock-abort-rst": "1: make that abort a TCP RST (SO_LINGER 0) instead of a FIN",
+    "x-mock-abort-mid-event": "1: before that abort, send the first half of the next event",
     "x-mock-unterminated-final": "1: last SSE event lacks the blank line; 2: lacks every trailing newline",
     "x-mock-event-bytes": "N: pad the first content SSE event to about N bytes",
     "x-mock-created": "N: the `created` timestamp (default: now), for byte-for-byte comparisons",
@@ -106,6 +107,7 @@ class _Scenario:
     encoding: str = ""
     abort_after: int = -1
     abort_rst: bool = False
+    abort_mid_event: bool = False
     unterminated: int = 0
     event_bytes: int = 0
     created: int | None = None  # fixed `created` timestamp, so two answers can be compared byte for byte
@@ -127,6 +129,7 @@ class _Scenario:
             encoding=enc,
             abort_after=_int(h.get("x-mock-abort-after"), -1, 0),
             abort_rst=_flag(h.get("x-mock-abort-rst")),
+            abort_mid_event=_flag(h.get("x-mock-abort-mid-event")),
             unterminated=_int(h.get("x-mock-unterminated-final"), 0, 0, 2),
             event_bytes=_int(h.get("x-mock-event-bytes"), 0, 0, 1 << 31),
             created=_int(h.get("x-mock-created"), 0) or None,
