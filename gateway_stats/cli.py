@@ -284,4 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from gateway_stats.core.redact import install_log_redaction
+
+    install_log_redaction()  # credentials never reach a log line, at any level
     return int(args.func(args))

@@ -18,6 +18,7 @@ from gateway_stats.config import Attribute, PluginConfig
 from gateway_stats.core.accumulate import CappedText
 from gateway_stats.core.gjson import MISSING, CompiledPath, compile_path
 from gateway_stats.core.record import CallRecord
+from gateway_stats.core.redact import named_secrets, redact
 
 _USAGE_BUILTINS = frozenset(
     {"reasoning_tokens", "cached_tokens", "input_token_details", "output_token_details"}
@@ -167,7 +168,8 @@ class AttributeEngine:
             if v is MISSING or v is None:
                 values.setdefault(a.key, MISSING)
             else:
-                values[a.key] = v  # a later attribute with the same key wins when it resolves
+                # Secrets inside an output value are redacted, except what the attribute names itself.
+                values[a.key] = redact(v, named_secrets(a.value) if a.value_source else frozenset())
         attrs = rec.attributes
         for key, v in values.items():
             attrs[key] = None if v is MISSING else v

@@ -19,6 +19,7 @@ from gateway_stats.core.accumulate import CappedText, ToolCallAssembler
 from gateway_stats.core.ai_log import build_ai_log
 from gateway_stats.core.attributes import AttributeEngine, builtin_values
 from gateway_stats.core.record import CallRecord
+from gateway_stats.core.redact import scrub_text
 from gateway_stats.core.sse import SSEEvent
 from gateway_stats.pricing import CharCounts, price_call
 from gateway_stats.pricing.chars import chars_without_spaces, joined_chars, request_texts
@@ -154,7 +155,7 @@ class Extraction:
         err = usage.error_of(doc)
         if err is not None:
             rec.failed = True
-            rec.error_type, rec.error_message = err
+            rec.error_type, rec.error_message = err[0], scrub_text(err[1]) if err[1] else err[1]
         if self.plugin.disable_openai_usage:  # skips model and tokens only (Higress keeps chat_id)
             return changed
         m = usage.response_model(doc)

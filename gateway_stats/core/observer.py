@@ -20,6 +20,7 @@ from gateway_stats.core import feedback as fbk
 from gateway_stats.core.decoding import Decoder, decoder_for
 from gateway_stats.core.extraction import Extraction
 from gateway_stats.core.record import CallRecord
+from gateway_stats.core.redact import redact, redact_path
 from gateway_stats.core.sse import SSEFramer
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class CallObserver:
         rec.t_start = now
         rec.wall_start = time.time()
         rec.method = headers.get(":method", "")
-        rec.path = headers.get(":path", "")
+        rec.path = redact_path(headers.get(":path", ""))  # Gemini's ?key=… never reaches an output
         rec.host = headers.get(":authority", "") or headers.get("host", "")
         rec.request_id = attributes.get("request.id") or headers.get("x-request-id", "")
         rec.route = attributes.get("xds.route_name", "")
@@ -195,7 +196,8 @@ class CallObserver:
             an.athina.enabled and an.athina.include_content
         )
         if keep_doc and isinstance(doc, dict):
-            rec.request_doc = doc  # opt-in: message content for the span, or the prompt for Athina
+            # opt-in: message content for the span, or the prompt for Athina (secrets redacted)
+            rec.request_doc = redact(doc)
         return True
 
     def _rate_body(self, chunk: bytes, end_of_stream: bool) -> None:
