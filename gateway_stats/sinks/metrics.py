@@ -17,6 +17,7 @@ reserved inside the cap. `gateway_stats_label_overflow_total{family}` counts fol
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -165,6 +166,10 @@ SPECS: tuple[FamilySpec, ...] = (
 )
 SPEC_BY_NAME = {s.name: s for s in SPECS}
 assert tuple(SPEC_BY_NAME) == METRIC_FAMILIES, "config.METRIC_FAMILIES must list exactly these families"
+
+
+# Control characters other than \t and \n (which the exposition escapes or allows) become "_".
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _esc(v: str) -> str:
@@ -396,6 +401,8 @@ class MetricsSink:
             fam.inc(tuple(base.get(n, "") for n in fam.label_names), 1)
 
     def _cap(self, v: str) -> str:
+        if not v.isprintable():  # untrusted text: no control characters in a label (\r, \0, ESC, ...)
+            v = _CONTROL.sub("_", v)
         if len(v) > self._max_len:
             if self.on_cap is not None:
                 self.on_cap("metric_label_value")
