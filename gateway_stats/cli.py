@@ -14,7 +14,21 @@ from gateway_stats import __version__
 def _serve(args: argparse.Namespace) -> int:
     from gateway_stats.config import ConfigError, default_config, load_config
     from gateway_stats.config.store import with_environment
+    from gateway_stats.envoy.listen import ListenSecurity
     from gateway_stats.envoy.server import ServeOptions, serve
+
+    listen = ListenSecurity(
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        socket_mode=int(args.socket_mode, 8),
+        socket_group=args.socket_group,
+    )
+    try:
+        listen.validate()
+    except ValueError as e:
+        print(f"gateway-stats: {e}", file=sys.stderr)
+        return 1
 
     if not args.config:
         try:
@@ -46,6 +60,9 @@ def _serve(args: argparse.Namespace) -> int:
         drain_seconds=args.drain_seconds,
         ai_log_file=args.ai_log_file,
         config_poll_seconds=args.config_poll_seconds,
+        listen=listen,
+        health_address=args.health_address,
+        metrics_token_file=args.metrics_token_file,
     )
     try:
         import uvloop
@@ -122,6 +139,10 @@ def _envoy_config(args: argparse.Namespace) -> int:
         message_timeout_ms=args.message_timeout_ms,
         tracing_collector=args.tracing_collector,
         tracing_service_name=args.tracing_service_name,
+        processor_tls_ca=args.processor_tls_ca,
+        processor_tls_sni=args.processor_tls_sni,
+        processor_tls_cert=args.processor_tls_cert,
+        processor_tls_key=args.processor_tls_key,
     )
     try:
         if args.config:
@@ -184,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--config-poll-seconds", type=float, default=2.0, help="seconds between config file checks"
     )
+    s.add_argument("--tls-cert", help="PEM certificate chain: serve ext_proc over TLS")
+    s.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    s.add_argument("--tls-client-ca", help="PEM CA bundle: require client certificates signed by it (mTLS)")
+    s.add_argument("--socket-mode", default="660", help="octal mode of a unix: gRPC socket (default 660)")
+    s.add_argument("--socket-group", help="group (name or gid) given to a unix: gRPC socket")
+    s.add_argument(
+        "--health-address", help="HOST:PORT serving /healthz and /readyz only (then not on --metrics-address)"
+    )
+    s.add_argument("--metrics-token-file", help="file holding a bearer token that /metrics then requires")
     s.set_defaults(func=_serve)
 
     c = sub.add_parser("check-config", help="validate config files; exit 1 naming each bad field")
@@ -253,6 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
         "carries model and token tags from our dynamic metadata",
     )
     e.add_argument("--tracing-service-name", default="envoy", help="service.name of Envoy's spans")
+    e.add_argument("--processor-tls-ca", help="TLS to gateway-stats: the PEM CA that signed its certificate")
+    e.add_argument(
+        "--processor-tls-sni",
+        default="gateway-stats",
+        help="the name gateway-stats' certificate carries (SAN)",
+    )
+    e.add_argument("--processor-tls-cert", help="mTLS: Envoy's PEM client certificate for gateway-stats")
+    e.add_argument("--processor-tls-key", help="mTLS: the private key of --processor-tls-cert")
     e.set_defaults(func=_envoy_config)
 
     r = sub.add_parser("report", help="calls, errors, tokens, cost and latency from the analytics records")

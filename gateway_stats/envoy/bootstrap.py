@@ -74,6 +74,12 @@ class EnvoyOptions:
     separate_fields: tuple[str, ...] = ()
     tracing_service_name: str = "envoy"
     tracing_flush_interval_ms: int | None = None  # Envoy's OTLP export interval (Envoy's default: 5000)
+    # TLS to gateway-stats (serve --tls-cert/--tls-key): the CA that signed its certificate, the name
+    # to expect in it (SNI and SAN), and for mTLS (serve --tls-client-ca) Envoy's client certificate.
+    processor_tls_ca: str | None = None
+    processor_tls_sni: str = "gateway-stats"
+    processor_tls_cert: str | None = None
+    processor_tls_key: str | None = None
 
 
 def _socket(addr: str) -> dict[str, Any]:
@@ -124,6 +130,33 @@ def _cluster(
             }
         c["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": tls}
     return c
+
+
+def processor_tls(o: EnvoyOptions) -> dict[str, Any]:
+    """TLS (and with a client certificate, mTLS) from Envoy to gateway-stats; the server certificate
+    must be signed by `processor_tls_ca` and name `processor_tls_sni` (DNS SAN)."""
+    common: dict[str, Any] = {
+        "alpn_protocols": ["h2"],  # gRPC servers refuse TLS without h2 negotiated
+        "validation_context": {
+            "trusted_ca": {"filename": o.processor_tls_ca},
+            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": o.processor_tls_sni}}],
+        },
+    }
+    if o.processor_tls_cert and o.processor_tls_key:
+        common["tls_certificates"] = [
+            {
+                "certificate_chain": {"filename": o.processor_tls_cert},
+                "private_key": {"filename": o.processor_tls_key},
+            }
+        ]
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": o.processor_tls_sni,
+            "common_tls_context": common,
+        },
+    }
 
 
 def ext_proc_filter(o: EnvoyOptions) -> dict[str, Any]:
@@ -291,6 +324,8 @@ def bootstrap(o: EnvoyOptions) -> dict[str, Any]:
             }
         ]
     }
+    if o.processor_tls_ca:
+        clusters[1]["transport_socket"] = processor_tls(o)
     if o.tracing_collector:
         clusters.append(_cluster("otel_collector", o.tracing_collector, http2=True))
     doc: dict[str, Any] = {

@@ -9,6 +9,7 @@ without a socket.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Callable, Mapping
 
@@ -33,16 +34,27 @@ _REASONS = {
 
 
 class SideHTTP:
+    """`metrics` / `health` choose the routes served (`serve --health-address` puts health on a port of
+    its own); with `token`, /metrics wants `Authorization: Bearer <token>` (health never does: probes;
+    /v1/feedback has its own auth)."""
+
     def __init__(
         self,
         render: Callable[[], bytes],
         ready: Callable[[], bool],
         routes: Mapping[str, JsonRoute] | None = None,
+        *,
+        token: str | None = None,
+        metrics: bool = True,
+        health: bool = True,
     ) -> None:
         self.render = render  # the /metrics body
         self.ready = ready
         self.routes: dict[str, JsonRoute] = dict(routes or {})
         self.server: asyncio.AbstractServer | None = None
+        self._auth = f"Bearer {token}".encode() if token else None
+        self._metrics = metrics
+        self._health = health
 
     async def start(self, host: str, port: int) -> int:
         self.server = await asyncio.start_server(self._handle, host, port)
@@ -62,7 +74,7 @@ class SideHTTP:
                 parts = line.decode("latin-1").split()
                 keep_alive = True
                 headers: dict[str, str] = {}
-                while True:  # headers
+                for _ in range(100):  # headers (bounded)
                     h = await reader.readline()
                     if h in (b"\r\n", b"\n", b""):
                         break
@@ -75,10 +87,12 @@ class SideHTTP:
                 extra = ""
                 length = headers.get("content-length", "0")
                 route = self.routes.get(target)
+                metrics = target == "/metrics" and self._metrics
+                auth = headers.get("authorization", "").encode("latin-1")
                 if "transfer-encoding" in headers:
                     status, ctype, body = "411 Length Required", "text/plain", b"send a Content-Length\n"
                     keep_alive = False
-                elif not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                elif not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
                     status, ctype, body = "413 Content Too Large", "text/plain", b"body too large\n"
                     keep_alive = False  # the unread body would be taken for the next request
                 elif route is not None:
@@ -94,7 +108,10 @@ class SideHTTP:
                 elif int(length):
                     await reader.readexactly(int(length))  # keep the connection usable
                     status, ctype, body = self._route(method, target)
-                elif target == "/metrics" and method in ("GET", "HEAD"):
+                elif metrics and self._auth is not None and not hmac.compare_digest(auth, self._auth):
+                    status, ctype, body = "401 Unauthorized", "text/plain", b"unauthorized\n"
+                    extra = "WWW-Authenticate: Bearer\r\n"
+                elif metrics and method in ("GET", "HEAD"):
                     # formatted in a worker thread: a big scrape must not stall the ext_proc streams
                     body = await asyncio.to_thread(self.render)
                     status, ctype = "200 OK", CONTENT_TYPE_PLAIN_0_0_4
@@ -118,6 +135,8 @@ class SideHTTP:
     def _route(self, method: str, path: str) -> tuple[str, str, bytes]:
         if method not in ("GET", "HEAD"):
             return "405 Method Not Allowed", "text/plain", b"method not allowed\n"
+        if not self._health:
+            return "404 Not Found", "text/plain", b"not found\n"
         if path == "/healthz":
             return "200 OK", "text/plain", b"ok\n"
         if path == "/readyz":

@@ -8,7 +8,7 @@ import gc
 import logging
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,6 +19,7 @@ from gateway_stats.config import Config
 from gateway_stats.config.store import ConfigStore
 from gateway_stats.envoy.addresses import grpc_target, split_host_port
 from gateway_stats.envoy.http_side import SideHTTP
+from gateway_stats.envoy.listen import ListenSecurity, add_port
 from gateway_stats.envoy.runtime import Runtime
 from gateway_stats.envoy.servicer import ExtProcServicer
 
@@ -36,6 +37,9 @@ class ServeOptions:
     drain_seconds: float = 10.0
     ai_log_file: str | None = None
     config_poll_seconds: float = 2.0
+    listen: ListenSecurity = field(default_factory=ListenSecurity)
+    health_address: str | None = None  # /healthz and /readyz on their own port (no auth)
+    metrics_token_file: str | None = None  # bearer token required on /metrics
 
 
 class Sidecar:
@@ -44,6 +48,8 @@ class Sidecar:
         self.runtime: Runtime | None = None
         self.grpc_server: grpc.aio.Server | None = None
         self.side: SideHTTP | None = None
+        self.health_side: SideHTTP | None = None
+        self.health_port: int = 0
         self.health: health_aio.HealthServicer | None = None
         self.grpc_port: int = 0
         self.metrics_port: int = 0
@@ -69,7 +75,7 @@ class Sidecar:
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         self.health = health
         target = grpc_target(self.opts.grpc_address)
-        port = server.add_insecure_port(target)
+        port = add_port(server, target, self.opts.listen)
         if not target.startswith("unix:") and port == 0:
             raise OSError(f"cannot listen on gRPC address {self.opts.grpc_address}")
         self.grpc_port = port
@@ -78,8 +84,24 @@ class Sidecar:
         for svc in ("", SERVICE_NAME):
             await health.set(svc, health_pb2.HealthCheckResponse.SERVING)
         host, mport = split_host_port(self.opts.metrics_address)
-        self.side = SideHTTP(rt.render_metrics, lambda: rt.ready, {"/v1/feedback": rt.handle_feedback})
+        token = None
+        if self.opts.metrics_token_file:
+            with open(self.opts.metrics_token_file, encoding="utf-8") as fh:
+                token = fh.read().strip()
+        split = self.opts.health_address is not None
+        self.side = SideHTTP(
+            rt.render_metrics,
+            lambda: rt.ready,
+            {"/v1/feedback": rt.handle_feedback},
+            token=token,
+            health=not split,
+        )
         self.metrics_port = await self.side.start(host, mport)
+        if split:
+            assert self.opts.health_address is not None
+            hhost, hport = split_host_port(self.opts.health_address)
+            self.health_side = SideHTTP(rt.render_metrics, lambda: rt.ready, metrics=False)
+            self.health_port = await self.health_side.start(hhost, hport)
         self._watch = asyncio.create_task(store.watch())
         rt.start()
         rt.ready = True
@@ -123,6 +145,8 @@ class Sidecar:
             await self.grpc_server.stop(self.opts.drain_seconds)
         if self.side is not None:
             await self.side.stop()
+        if self.health_side is not None:
+            await self.health_side.stop()
         if rt is not None:
             rt.close()
 
