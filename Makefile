@@ -55,6 +55,15 @@ fuzz: $(STAMP)
 		grep -E '^#[0-9]+.*(DONE|pulse)|^Done' .fuzz/$$t.log | tail -2; \
 	done
 
+# Steady mixed load (JSON, SSE, errors, aborts) through Envoy for SOAK_MINUTES (30 documented), sampling
+# the sidecar once a second; soak/samples.csv, soak/soak.png, soak/verdict.md (docs/reliability.md).
+SOAK_MINUTES ?= 30
+SOAK_RATE ?= 100
+SOAK_ARGS ?=
+soak: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[soak]'
+	$(BIN)/python -m gateway_stats.bench.soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE) --out soak $(SOAK_ARGS)
+
 # Regenerate the minimal ext_proc stubs from proto/ (committed, so users never need protoc).
 proto: $(STAMP)
 	rm -rf gateway_stats/_proto && mkdir -p gateway_stats/_proto
