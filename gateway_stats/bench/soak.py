@@ -282,11 +282,11 @@ def write_outputs(out: Path, rows: list[dict[str, float]], meta: dict[str, Any],
         if "note" in r:
             lines.append(f"| {r['curve']} | {r['note']} | | | | | | no |")
             continue
-        flat = "yes" if r["flat"] else "NO"
+        mark = "yes" if r["flat"] else "NO"
         lines.append(
             f"| {r['curve']} | {r['first']:.1f} | {r['last']:.1f} | {r['mean']:.1f} "
             f"| {r['slope_per_hour']:+.2f} | {r['slope_per_10k_calls']:+.3f} "
-            f"| {r['drift_over_window']:+.2f} | {flat} |"
+            f"| {r['drift_over_window']:+.2f} | {mark} |"
         )
     lines += ["", f"**Verdict: {'every curve flat after warm-up' if ok else 'NOT flat (see above)'}.**", ""]
     (out / "verdict.md").write_text("\n".join(lines))
