@@ -19,6 +19,7 @@ import asyncio
 import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -63,15 +64,17 @@ async def serve(port_file: str, every: int, total: int, trace: bool, trim_every:
         requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
         nonlocal done
-        async for _ in requests:
-            yield ANSWER
-        done += 1
-        if done % every == 0:
-            report("sample")
-            if trim_every and done % trim_every == 0:
-                malloc_trim()
-        if done >= total:
-            finished.set()
+        try:
+            async for _ in requests:
+                yield ANSWER
+        finally:  # every stream that ends, cancelled or not
+            done += 1
+            if done % every == 0:
+                report("sample")
+                if trim_every and done % trim_every == 0:
+                    malloc_trim()
+            if done >= total:
+                finished.set()
 
     server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100_000)])
     handler = grpc.method_handlers_generic_handler(
@@ -80,6 +83,7 @@ async def serve(port_file: str, every: int, total: int, trace: bool, trim_every:
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, finished.set)  # the client is done
     report("start")
     with open(port_file, "w") as fh:
         fh.write(str(port))
@@ -95,7 +99,15 @@ async def serve(port_file: str, every: int, total: int, trace: bool, trim_every:
     await server.stop(1)
 
 
-async def client(port: int, total: int, concurrency: int, messages: int) -> None:
+async def client(
+    port: int,
+    total: int,
+    concurrency: int,
+    messages: int,
+    cancel_every: int,
+    timeout: float | None,
+    after_last: bool = False,
+) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
         call = ch.stream_stream(METHOD)
         sem = asyncio.Semaphore(concurrency)
@@ -107,7 +119,24 @@ async def client(port: int, total: int, concurrency: int, messages: int) -> None
                     for k in range(messages):
                         yield b"\x0a\x04" + (i * messages + k).to_bytes(4, "little")
 
-                async for _ in call(reqs()):
+                c = call(reqs(), timeout=timeout)  # Envoy sends grpc-timeout (grpc_service.timeout)
+                if cancel_every and i % cancel_every == 0:
+                    if after_last:
+                        # What Envoy's ext_proc filter does at the end of every call: all messages
+                        # sent and answered, then RST_STREAM (Envoy's upstream_rq_tx_reset).
+                        n = 0
+                        async for _ in c:
+                            n += 1
+                            if n == messages:
+                                c.cancel()
+                                break
+                        return
+                    # Like Envoy when a client or upstream goes away: RST_STREAM mid-call.
+                    async for _ in c:
+                        c.cancel()
+                        break
+                    return
+                async for _ in c:
                     pass
 
         batch = 2000
@@ -123,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=10_000)
     p.add_argument("--tracemalloc", action="store_true")
     p.add_argument("--trim-every", type=int, default=0, help="call malloc_trim(0) every N streams")
+    p.add_argument("--cancel-every", type=int, default=0, help="the client cancels every Nth stream mid-call")
+    p.add_argument("--after-last", action="store_true", help="cancel only once every answer has arrived")
+    p.add_argument("--timeout", type=float, default=0.0, help="per-call deadline (grpc-timeout), 0 = none")
     p.add_argument("--role", choices=["run", "server", "client"], default="run")
     p.add_argument("--port-file", default="")
     p.add_argument("--port", type=int, default=0)
@@ -131,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(a.port_file, a.every, a.streams, a.tracemalloc, a.trim_every))
         return 0
     if a.role == "client":
-        asyncio.run(client(a.port, a.streams, a.concurrency, a.messages))
+        timeout = a.timeout or None
+        asyncio.run(
+            client(a.port, a.streams, a.concurrency, a.messages, a.cancel_every, timeout, a.after_last)
+        )
         return 0
     import tempfile
 
@@ -152,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.05)
     port = int(pf.read_text())
     cli = [*base, "--role", "client", "--port", str(port), "--concurrency", str(a.concurrency)]
-    subprocess.run([*cli, "--messages", str(a.messages)], check=True)
+    cli += ["--messages", str(a.messages), "--cancel-every", str(a.cancel_every), "--timeout", str(a.timeout)]
+    if a.after_last:
+        cli.append("--after-last")
+    subprocess.run(cli, check=True)
+    time.sleep(1.0)
+    srv.send_signal(signal.SIGUSR1)
     return srv.wait(60)
 
 

@@ -139,7 +139,7 @@ async def _call(port: int, kind: str, n: int, c: Counters) -> None:
             writer.close()
 
 
-async def _load(port: int, rate: float, until: float, c: Counters) -> None:
+async def _load(port: int, rate: float, until: float, c: Counters, mix: list[str]) -> None:
     interval = 1.0 / rate
     start = time.monotonic()
     tasks: set[asyncio.Task[None]] = set()
@@ -152,7 +152,7 @@ async def _load(port: int, rate: float, until: float, c: Counters) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
         if len(tasks) < 500:  # a stuck stack must not grow the load without bound
-            t = asyncio.create_task(_call(port, MIX[n % len(MIX)], n, c))
+            t = asyncio.create_task(_call(port, mix[n % len(mix)], n, c))
             tasks.add(t)
             t.add_done_callback(tasks.discard)
         n += 1
@@ -272,7 +272,7 @@ def write_outputs(out: Path, rows: list[dict[str, float]], meta: dict[str, Any],
         f"- calls: {meta['calls']} ({meta['by_kind']}); ok {meta['ok']}, expected failures (errors and "
         f"aborts in the mix) {meta['expected_failures']}, "
         f"**unexpected failures {meta['unexpected_failures']}**",
-        f"- processor environment: {meta['env'] or '(default)'}",
+        f"- processor environment: {meta['env'] or '(default)'}; mix: {meta['mix']}",
         f"- warm-up excluded from the slopes: first {warmup_s:.0f} s; chart: {chart}",
         "",
         "| curve | first | last | mean | slope / hour | slope / 10k calls | drift over window | flat |",
@@ -337,7 +337,8 @@ async def _run(a: argparse.Namespace, stack: Stack, pid: int) -> tuple[Counters,
     rows: list[dict[str, float]] = []
     until = time.monotonic() + a.minutes * 60
     sampler = asyncio.create_task(_sample(stack, pid, a.processor == "noop", until, c, rows))
-    await _load(stack.envoy_port, a.rate, until, c)
+    mix = [k for k in MIX if k in a.mix.split(",")] if a.mix else MIX
+    await _load(stack.envoy_port, a.rate, until, c, mix)
     sampler.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sampler
@@ -353,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="processor environment")
     p.add_argument("--warmup", type=float, default=None, help="seconds excluded from slopes (default 20 %%)")
     p.add_argument("--out", default="soak")
+    p.add_argument("--mix", default="", help="only these kinds of the mix, comma-separated (json,sse,...)")
     a = p.parse_args(argv)
     env = dict(kv.split("=", 1) for kv in a.env)
     workdir = Path(tempfile.mkdtemp(prefix="soak-"))
@@ -393,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         "expected_failures": c.expected_failures,
         "unexpected_failures": c.unexpected,
         "env": " ".join(a.env),
+        "mix": a.mix or "all",
         "command": " ".join(
             ["python -m gateway_stats.bench.soak", *(argv if argv is not None else sys.argv[1:])]
         ),

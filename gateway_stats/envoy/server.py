@@ -20,6 +20,7 @@ from gateway_stats.config.store import ConfigStore
 from gateway_stats.envoy.addresses import grpc_target, split_host_port
 from gateway_stats.envoy.http_side import SideHTTP
 from gateway_stats.envoy.listen import ListenSecurity, add_port
+from gateway_stats.envoy.memtrace import start_if_asked
 from gateway_stats.envoy.runtime import Runtime
 from gateway_stats.envoy.servicer import ExtProcServicer
 
@@ -166,10 +167,13 @@ async def serve(opts: ServeOptions) -> int:
     sidecar = Sidecar(opts)
     await sidecar.start()
     _tune_gc()
+    memtrace = start_if_asked()  # GATEWAY_STATS_MEMTRACE: soak diagnostics only
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, sidecar.request_stop)
     await sidecar.wait()
     log.info("signal received: shutting down")
+    if memtrace is not None:
+        memtrace.cancel()
     await sidecar.stop()
     return 0
