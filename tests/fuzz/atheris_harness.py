@@ -21,7 +21,7 @@ with atheris.instrument_imports(include=["gateway_stats"]):
     import brotli
     import orjson
 
-    from gateway_stats.config.reader import ConfigError, default_config, parse_text
+    from gateway_stats.config import ConfigError, default_config, parse_text
     from gateway_stats.core import ai_log as ailog
     from gateway_stats.core import decoding, gjson
     from gateway_stats.core.observer import CallObserver

@@ -17,8 +17,7 @@ from fuzzkit import budget, json_values
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway_stats.config import guards
-from gateway_stats.config import ConfigError, load_config, parse_config, parse_text
+from gateway_stats.config import ConfigError, guards, load_config, parse_config, parse_text
 
 REPO = Path(__file__).resolve().parents[2]
 BASE: dict[str, Any] = yaml.safe_load((REPO / "config" / "gateway-stats.yaml").read_text())

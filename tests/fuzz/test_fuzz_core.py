@@ -20,11 +20,12 @@ from fuzzkit import budget, json_values, shaped_docs, splits
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from gateway_stats import providers as shapes
 from gateway_stats.core import decoding, gjson, usage
 from gateway_stats.core.accumulate import CappedText, ToolCallAssembler
 from gateway_stats.core.record import CallRecord
 from gateway_stats.core.sse import SSEFramer
-from gateway_stats.providers import shapes
+from gateway_stats.providers.recognise import SHAPES
 
 # ------------------------------------------------------------------------------------------ SSE
 sse_pieces = st.lists(
@@ -197,16 +198,7 @@ def test_jsonpath_compile_and_run_never_raise(path: str, doc: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------ providers
-KINDS = [
-    shapes.OPENAI_CHAT,
-    shapes.OPENAI_COMPLETIONS,
-    shapes.OPENAI_EMBEDDINGS,
-    shapes.OPENAI_RESPONSES,
-    shapes.ANTHROPIC,
-    shapes.GEMINI,
-    shapes.RERANK,
-    shapes.UNKNOWN,
-]
+KINDS = [*(sh.kind for sh in SHAPES), shapes.UNKNOWN]  # one module per provider API, and unknown
 
 
 def _output(cap: int = 64) -> shapes.Output:

@@ -21,7 +21,8 @@ from fuzzkit import API_PATHS, budget, shaped_docs, splits
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway_stats.config.reader import ConfigStore, default_config, parse_text
+from gateway_stats.config import default_config, parse_text
+from gateway_stats.config.store import ConfigStore
 from gateway_stats.core import ai_log as ailog
 from gateway_stats.core.observer import CallObserver
 from gateway_stats.sinks import span_tags

@@ -7,7 +7,8 @@ import json
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway_stats.config.reader import ConfigStore, parse_text
+from gateway_stats.config import parse_text
+from gateway_stats.config.store import ConfigStore
 from gateway_stats.core.observer import CallObserver
 from gateway_stats.sinks.metrics import MetricsSink
 

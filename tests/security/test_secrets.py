@@ -13,7 +13,8 @@ import orjson
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway_stats.config.reader import ConfigStore, parse_text
+from gateway_stats.config import parse_text
+from gateway_stats.config.store import ConfigStore
 from gateway_stats.core import ai_log as ailog
 from gateway_stats.core.observer import CallObserver
 from gateway_stats.core.redact import REDACTED, RedactingFilter, redact, scrub_text
