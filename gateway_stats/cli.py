@@ -63,6 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
         listen=listen,
         health_address=args.health_address,
         metrics_token_file=args.metrics_token_file,
+        max_rss_mib=args.max_rss_mib,
     )
     try:
         import uvloop
@@ -214,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--health-address", help="HOST:PORT serving /healthz and /readyz only (then not on --metrics-address)"
     )
     s.add_argument("--metrics-token-file", help="file holding a bearer token that /metrics then requires")
+    s.add_argument(
+        "--max-rss-mib",
+        type=float,
+        default=0.0,
+        help="past this RSS, drain and exit 0 for the supervisor to restart (grpcio's per-stream growth)",
+    )
     s.set_defaults(func=_serve)
 
     c = sub.add_parser("check-config", help="validate config files; exit 1 naming each bad field")

@@ -1,4 +1,11 @@
-"""Memory diagnostics for soaks: GATEWAY_STATS_MEMTRACE=/path/file.jsonl makes `serve` trace Python
+"""Memory: the RSS limit (`serve --max-rss-mib`) and diagnostics for soaks.
+
+`--max-rss-mib N`: once the process's RSS passes N MiB, it drains (as on SIGTERM: readiness 503,
+in-flight streams finish and are recorded) and exits 0, for its supervisor to start it afresh. grpcio
+keeps ~130 bytes per stream Envoy resets (docs/reliability.md), so RSS grows ~1.3 MiB per 10,000 calls;
+a planned drain loses no in-flight record, unlike an OOM kill.
+
+Diagnostics: GATEWAY_STATS_MEMTRACE=/path/file.jsonl makes `serve` trace Python
 allocations (tracemalloc, 1 frame) and append one JSON line every GATEWAY_STATS_MEMTRACE_SECONDS
 (default 10): RSS, the Python heap tracemalloc sees, gc object counts, and the ten allocation sites
 that grew most since the first snapshot. Costs real CPU (tracemalloc hooks every allocation): for
@@ -10,9 +17,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import os
 import time
 import tracemalloc
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 
 def _rss_kib() -> int:
@@ -43,6 +54,22 @@ async def run(path: str, every: float) -> None:
         }
         with open(path, "a") as fh:
             fh.write(json.dumps(line) + "\n")
+
+
+async def watch_rss(limit_mib: float, on_over: Callable[[], None], every: float = 5.0) -> None:
+    """Call `on_over` once, when RSS first exceeds `limit_mib`."""
+    while True:
+        await asyncio.sleep(every)
+        rss = _rss_kib() / 1024
+        if rss > limit_mib:
+            log.warning(
+                "RSS %.0f MiB is over --max-rss-mib %.0f: draining and exiting, to be restarted "
+                "(grpcio keeps ~130 bytes per stream Envoy resets; docs/reliability.md)",
+                rss,
+                limit_mib,
+            )
+            on_over()
+            return
 
 
 def start_if_asked() -> asyncio.Task[None] | None:

@@ -20,7 +20,7 @@ from gateway_stats.config.store import ConfigStore
 from gateway_stats.envoy.addresses import grpc_target, split_host_port
 from gateway_stats.envoy.http_side import SideHTTP
 from gateway_stats.envoy.listen import ListenSecurity, add_port
-from gateway_stats.envoy.memtrace import start_if_asked
+from gateway_stats.envoy.memtrace import start_if_asked, watch_rss
 from gateway_stats.envoy.runtime import Runtime
 from gateway_stats.envoy.servicer import ExtProcServicer
 
@@ -41,6 +41,7 @@ class ServeOptions:
     listen: ListenSecurity = field(default_factory=ListenSecurity)
     health_address: str | None = None  # /healthz and /readyz on their own port (no auth)
     metrics_token_file: str | None = None  # bearer token required on /metrics
+    max_rss_mib: float = 0.0  # drain and exit (for a restart) past this RSS; 0 = no limit
 
 
 class Sidecar:
@@ -168,12 +169,16 @@ async def serve(opts: ServeOptions) -> int:
     await sidecar.start()
     _tune_gc()
     memtrace = start_if_asked()  # GATEWAY_STATS_MEMTRACE: soak diagnostics only
+    rss_watch = (
+        asyncio.create_task(watch_rss(opts.max_rss_mib, sidecar.request_stop)) if opts.max_rss_mib else None
+    )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, sidecar.request_stop)
     await sidecar.wait()
     log.info("signal received: shutting down")
-    if memtrace is not None:
-        memtrace.cancel()
+    for task in (memtrace, rss_watch):
+        if task is not None:
+            task.cancel()
     await sidecar.stop()
     return 0
