@@ -14,17 +14,16 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from gateway_stats.config import Config
 from gateway_stats.config.store import ConfigStore
 from gateway_stats.envoy.addresses import grpc_target, split_host_port
 from gateway_stats.envoy.http_side import SideHTTP
 from gateway_stats.envoy.runtime import Runtime
-from gateway_stats.envoy.servicer import ExtProcServicer
+from gateway_stats.envoy.servicer import SERVICE_NAME, ExtProcServicer
+from gateway_stats.envoy.shedding import Shedder
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # BUFFERED bodies can be large; Python's default is 4 MB
 
 
@@ -48,6 +47,7 @@ class Sidecar:
         self.metrics_port: int = 0
         self._stop = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
+        self._monitor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         store = ConfigStore(self.opts.config_path, on_change=self._on_config)
@@ -61,7 +61,9 @@ class Sidecar:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        pb_grpc.add_ExternalProcessorServicer_to_server(ExtProcServicer(rt), server)
+        shedder = Shedder(lambda: rt.config.extensions.overload)
+        rt.self_metrics.per_message.lag = lambda: shedder.lag
+        ExtProcServicer(rt, shedder).add_to_server(server)
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         self.health = health
@@ -78,6 +80,7 @@ class Sidecar:
         self.side = SideHTTP(rt.render_metrics, lambda: rt.ready)
         self.metrics_port = await self.side.start(host, mport)
         self._watch = asyncio.create_task(store.watch())
+        self._monitor = asyncio.create_task(shedder.monitor())
         rt.ready = True
         log.info(
             "gateway-stats serving ext_proc on %s (port %s), metrics on http://%s:%s/metrics, config %s",
@@ -110,10 +113,11 @@ class Sidecar:
         if self.health is not None:
             with contextlib.suppress(Exception):
                 await self.health.enter_graceful_shutdown()
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        for task in (self._watch, self._monitor):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.grpc_server is not None:
             log.info("draining in-flight streams for up to %.1fs", self.opts.drain_seconds)
             await self.grpc_server.stop(self.opts.drain_seconds)
