@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -39,12 +40,22 @@ def _serve(args: argparse.Namespace) -> int:
         except ValueError as e:
             print(f"gateway-stats: tracing: {e}", file=sys.stderr)
             return 1
+    from gateway_stats.envoy.workers import Supervisor, WorkerSpec, default_workers
+
+    worker = WorkerSpec.from_env()
+    workers = args.workers if args.workers is not None else default_workers()
+    if worker is None and workers > 1:
+        # N processes behind the same addresses; each runs this same command line as a worker.
+        return Supervisor(
+            args.argv, workers, args.grpc_address, args.metrics_address, args.drain_seconds
+        ).run()
     opts = ServeOptions(
         config_path=args.config,
         grpc_address=args.grpc_address,
         metrics_address=args.metrics_address,
         drain_seconds=args.drain_seconds,
         ai_log_file=args.ai_log_file,
+        worker=worker,
     )
     try:
         import uvloop
@@ -115,6 +126,7 @@ def _envoy_config(args: argparse.Namespace) -> int:
         admin=args.admin,
         access_log=args.access_log,
         mode=args.mode,
+        workers=args.workers,
         log_format=args.log_format,
         namespace=args.namespace,
         route_name=args.route_name,
@@ -159,6 +171,13 @@ def _mock(args: argparse.Namespace) -> int:
     return int(mock_main(["--listen", args.listen]))
 
 
+def _positive(v: str) -> int:
+    n = int(v)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gateway-stats", description="AI-traffic observability sidecar for Envoy (ext_proc)."
@@ -180,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--ai-log-file", help='write {"ai_log":…} lines here ("-" = stdout); for observability mode'
     )
     s.add_argument("--no-uvloop", dest="uvloop", action="store_false", help="use the stock asyncio loop")
+    s.add_argument(
+        "--workers",
+        type=_positive,
+        help="worker processes behind the same addresses (default: the CPUs this process may use); "
+        "1 = a single process. With several, Envoy must hold several connections to spread its streams: "
+        "generate its config with `envoy-config --workers N`",
+    )
     s.set_defaults(func=_serve)
 
     c = sub.add_parser("check-config", help="validate config files; exit 1 naming each bad field")
@@ -217,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="127.0.0.1:18080",
         help="gateway-stats gRPC HOST:PORT or unix:/path; several, comma-separated, to spread the streams "
         "over several gateway-stats processes (Envoy balances the gRPC streams across them)",
+    )
+    e.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="`serve --workers N` behind each --processor: list a Unix socket's per-worker paths, or a TCP "
+        "address several times, with least-request balancing, so the streams spread over the workers",
     )
     e.add_argument("--admin", default="127.0.0.1:9901", help="Envoy admin HOST:PORT")
     e.add_argument("--access-log", default="/dev/stdout", help="access log path")
@@ -273,11 +306,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(raw)
+    args.argv = raw  # what the workers of `serve --workers N` run again
     level = getattr(args, "log_level", "info")
+    from gateway_stats.envoy.workers import WORKER_ENV
+
+    worker = os.environ.get(WORKER_ENV)
+    tag = f"w{json.loads(worker)['index']} " if worker else ""
     logging.basicConfig(
         level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s",
         stream=sys.stderr,
     )
     return int(args.func(args))

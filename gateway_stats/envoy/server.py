@@ -21,6 +21,7 @@ from gateway_stats.envoy.http_side import SideHTTP
 from gateway_stats.envoy.runtime import Runtime
 from gateway_stats.envoy.servicer import SERVICE_NAME, ExtProcServicer
 from gateway_stats.envoy.shedding import Shedder
+from gateway_stats.envoy.workers import WorkerSpec
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class ServeOptions:
     metrics_address: str = "127.0.0.1:19090"
     drain_seconds: float = 10.0
     ai_log_file: str | None = None
+    worker: WorkerSpec | None = None  # set in a worker of `serve --workers N` (workers.py)
 
 
 class Sidecar:
@@ -47,9 +49,14 @@ class Sidecar:
         self.metrics_port: int = 0
         self._stop = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
+        self._snapshots: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        worker = self.opts.worker
+        if worker is not None:  # one of N processes behind the same addresses
+            self.opts.grpc_address = worker.grpc_address
+            self.opts.metrics_address = worker.metrics_address
         store = ConfigStore(self.opts.config_path, on_change=self._on_config)
         rt = Runtime(store, ai_log_file=self.opts.ai_log_file)
         self.runtime = rt
@@ -58,7 +65,7 @@ class Sidecar:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_concurrent_streams", 100_000),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if worker is not None else 0),
             ]
         )
         shedder = Shedder(lambda: rt.config.extensions.overload)
@@ -77,11 +84,21 @@ class Sidecar:
         for svc in ("", SERVICE_NAME):
             await health.set(svc, health_pb2.HealthCheckResponse.SERVING)
         host, mport = split_host_port(self.opts.metrics_address)
-        self.side = SideHTTP(rt.render_metrics, lambda: rt.ready)
-        self.metrics_port = await self.side.start(host, mport)
+        render = rt.render_metrics
+        if worker is not None:
+            from gateway_stats.envoy.aggregate import WorkerMetrics
+
+            shared = WorkerMetrics(rt, worker)
+            render = shared.render
+            self._snapshots = asyncio.create_task(shared.run())
+        ready = (lambda: rt.ready and worker.all_started()) if worker is not None else (lambda: rt.ready)
+        self.side = SideHTTP(render, ready)
+        self.metrics_port = await self.side.start(host, mport, reuse_port=worker is not None)
         self._watch = asyncio.create_task(store.watch())
         self._monitor = asyncio.create_task(shedder.monitor())
         rt.ready = True
+        if worker is not None:
+            worker.mark_ready()
         log.info(
             "gateway-stats serving ext_proc on %s (port %s), metrics on http://%s:%s/metrics, config %s",
             self.opts.grpc_address,
@@ -113,7 +130,7 @@ class Sidecar:
         if self.health is not None:
             with contextlib.suppress(Exception):
                 await self.health.enter_graceful_shutdown()
-        for task in (self._watch, self._monitor):
+        for task in (self._watch, self._snapshots, self._monitor):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -139,6 +156,8 @@ def _tune_gc() -> None:
 
 
 async def serve(opts: ServeOptions) -> int:
+    if opts.worker is not None:
+        opts.worker.die_with_supervisor()
     sidecar = Sidecar(opts)
     await sidecar.start()
     _tune_gc()

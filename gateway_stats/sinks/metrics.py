@@ -231,6 +231,15 @@ class Family:
         self.series[key] = s
         return s
 
+    def _merge_slot(self, key: tuple[str, ...], create: Callable[[], float | BucketCounts]) -> Series:
+        """Like _slot, but a series another process already folded stays an overflow series."""
+        if OVERFLOW not in key:
+            return self._slot(key, create)
+        s = self.series.get(key)
+        if s is None:
+            s = self.series[key] = Series(self._render_labels(key), create())
+        return s
+
     def inc(self, values: tuple[str, ...], amount: float | Decimal) -> None:
         """Counter increment. A zero increment creates no series (Envoy defines a counter on first use)."""
         if amount <= 0:
@@ -245,6 +254,41 @@ class Family:
     def merge(self, values: tuple[str, ...], counts: BucketCounts) -> None:
         s = self._slot(values, lambda: BucketCounts(self.spec.buckets))
         s.value.merge(counts)  # type: ignore[union-attr]
+
+    def export(self) -> ExportedFamily:
+        if self.spec.kind == "counter":
+            rows: list[tuple[tuple[str, ...], Any]] = [(k, exported_value(s.value)) for k, s in self.series.items()]
+        else:
+            rows = []
+            for k, s in self.series.items():
+                h: BucketCounts = s.value  # type: ignore[assignment]
+                rows.append((k, (list(h.counts), h.sum, h.count)))
+        return (self.spec.name, self.label_names, self.folded, rows)
+
+    def add_exported(self, folded: int, rows: list[tuple[tuple[str, ...], Any]]) -> None:
+        """Add exported series (see MetricsSink.render_merged); each label set at most once per call."""
+        self.folded += folded
+        counter = self.spec.kind == "counter"
+        fits = len(self.series) + len(rows) <= self.cap - self.reserve
+        for key, v in rows:
+            key = tuple(key)
+            if fits and key not in self.series:  # the common case: no fold possible, no lookup chain
+                if OVERFLOW not in key:
+                    self.regular += 1
+                s = self.series[key] = Series(
+                    self._render_labels(key), 0 if counter else BucketCounts(self.spec.buckets)
+                )
+            else:
+                s = self._merge_slot(key, int if counter else (lambda: BucketCounts(self.spec.buckets)))
+            if counter:
+                s.value += v
+                continue
+            counts, total, count = v
+            h: BucketCounts = s.value  # type: ignore[assignment]
+            if len(counts) == len(h.counts):
+                h.counts = [a + b for a, b in zip(h.counts, counts, strict=True)]
+                h.sum += total
+                h.count += count
 
     def snapshot(self) -> list[tuple[str, Any]]:
         """Copy of the values (taken under the sink's lock, formatted after it is released)."""
@@ -525,18 +569,81 @@ class MetricsSink:
         it, so a scrape of a family at its cap (tens of MB of text) never holds up records for long."""
         with self._lock:
             snaps = [(f.spec, f.snapshot(), f.folded, len(f.series)) for f in self.families.values()]
-        out: list[str] = []
-        for spec, rows, _, _ in snaps:
-            _format(spec, rows, out)
-        out.append(
-            "# HELP gateway_stats_label_overflow_total measurements folded into an __overflow__ "
-            "series because their metric family reached max_series_per_metric\n"
-            "# TYPE gateway_stats_label_overflow_total counter\n"
-        )
-        out.extend(f'gateway_stats_label_overflow_total{{family="{sp.name}"}} {n}\n' for sp, _, n, _ in snaps)
-        out.append(
-            "# HELP gateway_stats_metric_series label sets (series) held per metric family\n"
-            "# TYPE gateway_stats_metric_series gauge\n"
-        )
-        out.extend(f'gateway_stats_metric_series{{family="{sp.name}"}} {n}\n' for sp, _, _, n in snaps)
-        return "".join(out)
+        return _render(snaps)
+
+    # ------------------------------------------------------------------- several processes
+    def export(self) -> list[ExportedFamily]:
+        """Every family's series as plain values (marshal-able), for another process to merge."""
+        with self._lock:
+            return [f.export() for f in self.families.values()]
+
+    def render_merged(self, others: Iterable[list[ExportedFamily]]) -> str:
+        """This process's families plus other processes' exported ones, as one exposition.
+
+        Series with the same label values are added up. The merge keeps this process's metrics config
+        (families, extra labels, cap): a family exported under other extra labels (a reload not yet
+        seen everywhere) is left out of this scrape, and the cap applies to the merged family too."""
+        with self._lock:
+            own = [f.export() for f in self.families.values()]
+            shapes = {f.spec.name: (f.spec, f.extras, f.cap, f.label_names) for f in self.families.values()}
+        sums: dict[str, tuple[list[int], dict[tuple[str, ...], Any]]] = {n: ([0], {}) for n in shapes}
+        for part in (own, *others):
+            for name, label_names, folded, rows in part:
+                shape = shapes.get(name)
+                if shape is None or shape[3] != tuple(label_names):
+                    continue
+                total, acc = sums[name]
+                total[0] += folded
+                if shape[0].kind == "counter":
+                    for key, v in rows:
+                        acc[key] = acc.get(key, 0) + imported_value(v)
+                    continue
+                for key, (counts, hsum, count) in rows:
+                    cur: list[Any] | None = acc.get(key)
+                    if cur is None:
+                        acc[key] = [list(counts), hsum, count]
+                    elif len(cur[0]) == len(counts):
+                        cur[0] = [a + b for a, b in zip(cur[0], counts, strict=True)]
+                        cur[1] += hsum
+                        cur[2] += count
+        snaps = []
+        for name, (spec, extras, cap, _) in shapes.items():
+            folded_total, acc = sums[name]
+            fam = Family(spec, extras, cap)
+            fam.add_exported(
+                folded_total[0], [(k, tuple(v) if isinstance(v, list) else v) for k, v in acc.items()]
+            )
+            snaps.append((spec, fam.snapshot(), fam.folded, len(fam.series)))
+        return _render(snaps)
+
+
+def exported_value(v: Any) -> Any:
+    """A counter value as another process receives it: a Decimal (money cost) as its exact text."""
+    return str(v) if isinstance(v, Decimal) else v
+
+
+def imported_value(v: Any) -> Any:
+    return Decimal(v) if isinstance(v, str) else v
+
+
+# (family name, label names, folded measurements, [(label values, value)]); a histogram's value is
+# (per-bucket counts, sum, count); a Decimal counter value travels as text (exported_value).
+ExportedFamily = tuple[str, tuple[str, ...], int, list[tuple[tuple[str, ...], Any]]]
+
+
+def _render(snaps: list[tuple[FamilySpec, list[tuple[str, Any]], int, int]]) -> str:
+    out: list[str] = []
+    for spec, rows, _, _ in snaps:
+        _format(spec, rows, out)
+    out.append(
+        "# HELP gateway_stats_label_overflow_total measurements folded into an __overflow__ "
+        "series because their metric family reached max_series_per_metric\n"
+        "# TYPE gateway_stats_label_overflow_total counter\n"
+    )
+    out.extend(f'gateway_stats_label_overflow_total{{family="{sp.name}"}} {n}\n' for sp, _, n, _ in snaps)
+    out.append(
+        "# HELP gateway_stats_metric_series label sets (series) held per metric family\n"
+        "# TYPE gateway_stats_metric_series gauge\n"
+    )
+    out.extend(f'gateway_stats_metric_series{{family="{sp.name}"}} {n}\n' for sp, _, _, n in snaps)
+    return "".join(out)
