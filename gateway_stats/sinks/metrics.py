@@ -57,6 +57,7 @@ _GENAI_TAIL = ("ai_route", "ai_cluster", "ai_consumer")
 TOKEN_TYPES = ("input", "output", "cached_input", "cache_creation_input", "reasoning")
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "none", "other")
 OUTCOMES = ("ok", "error", "aborted")
+LABEL_MEMO_SIZE = 4096  # distinct label sets remembered by the sink (cleared when full)
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,12 +381,16 @@ class MetricsSink:
         self._mc: MetricsConfig | None = None
         self._lock = threading.Lock()
         self._max_len = 128
+        self._label_memo: dict[
+            tuple[object, ...], tuple[dict[str, str], int, dict[tuple[str, ...], tuple[str, ...]]]
+        ] = {}
         with self._lock:
             self._configure(store.current.extensions.metrics)
 
     # ----------------------------------------------------------------------------- config
     def _configure(self, mc: MetricsConfig) -> None:
         self._mc = mc
+        self._label_memo = {}
         self._max_len = mc.max_label_value_length
         on = set(mc.profiles) | {"core"}
         if "genai" in on and mc.gen_ai_server_aliases:
@@ -416,17 +421,18 @@ class MetricsSink:
     def close(self) -> None:
         pass
 
-    def _cap(self, v: str) -> str:
-        if len(v) > self._max_len:
-            if self.on_cap is not None:
-                self.on_cap("metric_label_value")
-            return v[: self._max_len]
-        return v
+    def _labels(self, rec: CallRecord, stream: bool) -> tuple[dict[str, str], int]:
+        """Every label value of this record (capped) and how many values the cap cut."""
+        cut = 0
+        limit = self._max_len
 
-    def _record(self, rec: CallRecord) -> None:
-        cap = self._cap
-        u = rec.usage
-        stream = rec.is_stream
+        def cap(v: str) -> str:
+            nonlocal cut
+            if len(v) > limit:
+                cut += 1
+                return v[:limit]
+            return v
+
         base: dict[str, str] = {
             "ai_route": cap(metric_route(rec.route)),
             "ai_cluster": cap(rec.cluster),
@@ -452,8 +458,48 @@ class MetricsSink:
                     else rec.attributes.get(e.attribute)
                 )
                 base[e.name] = cap(_label_text(raw))
+        return base, cut
+
+    def _record(self, rec: CallRecord) -> None:
+        u = rec.usage
+        stream = rec.is_stream
+        # The label values of a call repeat across calls (same route, model, consumer...): they are
+        # computed once per distinct set and kept (bounded), with the per-family value tuples.
+        key: tuple[object, ...] = (
+            rec.route,
+            rec.cluster,
+            rec.model,
+            rec.consumer,
+            rec.operation,
+            rec.provider,
+            rec.request_model,
+            rec.response_model,
+            rec.error_type if rec.failed else None,
+            rec.failed,
+            rec.status_code,
+            stream or rec.request_stream,
+            rec.end_reason,
+        )
+        if self._mc is not None and self._mc.extra_labels:
+            key += tuple(
+                _label_text(
+                    rec.label_headers.get(e.request_header)
+                    if e.request_header
+                    else rec.attributes.get(e.attribute)
+                )
+                for e in self._mc.extra_labels
+            )
+        entry = self._label_memo.get(key)
+        if entry is None:
+            if len(self._label_memo) >= LABEL_MEMO_SIZE:
+                self._label_memo.clear()
+            base, cut = self._labels(rec, stream)
+            entry = self._label_memo[key] = (base, cut, {})
+        base, cut, memo = entry
+        if cut and self.on_cap is not None:
+            for _ in range(cut):
+                self.on_cap("metric_label_value")
         fams = self.families
-        memo: dict[tuple[str, ...], tuple[str, ...]] = {}
 
         def values(fam: Family) -> tuple[str, ...]:
             t = memo.get(fam.label_names)
@@ -506,9 +552,9 @@ class MetricsSink:
         # -- GenAI histograms (seconds, tokens)
         tok = get("gen_ai_client_token_usage")
         if tok is not None and u.known:
+            names = tok.label_names
             for ttype, n in self._token_counts(rec):
-                base["gen_ai_token_type"] = ttype
-                tok.observe(tuple(base[k] for k in tok.label_names), n)
+                tok.observe(tuple(ttype if k == "gen_ai_token_type" else base[k] for k in names), n)
         duration = rec.seconds(rec.t_end)
         ttfc = rec.seconds(rec.t_first_byte) if stream else None
         for name in ("gen_ai_client_operation_duration_seconds", "gen_ai_server_request_duration_seconds"):
