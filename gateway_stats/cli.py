@@ -257,7 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=["inline", "observe"],
         default="inline",
-        help="inline: Envoy waits for answers and logs our ai_log; observe: observability_mode",
+        help="inline: Envoy waits for each answer and logs our ai_log (Higress's line); a few ms per call "
+        "while the sidecar keeps up. observe: observability_mode, Envoy never waits and gateway-stats "
+        "writes the ai_log lines itself (serve --ai-log-file): choose it when latency matters more than "
+        "the line in Envoy's access log, or when peaks exceed what the sidecar observes inline",
     )
     e.add_argument(
         "--log-format",
