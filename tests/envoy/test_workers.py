@@ -240,3 +240,54 @@ def test_supervisor_refuses_a_taken_port(tmp_path: Path) -> None:
         )
     assert r.returncode == 1
     assert f"cannot listen on gRPC address 127.0.0.1:{port}" in r.stderr
+
+
+def test_config_reload_reaches_every_worker(stack_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "c.yaml"
+
+    def config(value: str) -> str:
+        return (
+            "attributes:\n  - key: release\n    value_source: fixed_value\n"
+            f"    value: {value}\n    apply_to_log: true\n"
+        )
+
+    cfg.write_text(config("blue"))
+    shared = tmp_path / "shared"
+    st = stack_factory(
+        config_path=str(cfg),
+        workers=2,
+        envoy_extra=SLOW_OK,
+        sidecar_env={"GATEWAY_STATS_WORKER_DIR": str(shared)},
+    )
+    assert _calls(st, 20, "b") == [200] * 20
+    wait_for(lambda: len(ai_logs(st)) >= 20, what="20 lines")
+    assert {d["release"] for d in ai_logs(st)} == {"blue"}
+    cfg.write_text(config("green"))
+    st_ = cfg.stat()
+    os.utime(cfg, ns=(st_.st_atime_ns, st_.st_mtime_ns + 1_000_000_000))
+    # every worker reports the reload in its own snapshot
+    wait_for(
+        lambda: all(
+            _worker_metric(shared, i, "gateway_stats_config_reloads", result="ok") >= 1 for i in range(2)
+        ),
+        timeout=20,
+        what="both workers reloaded",
+    )
+    assert _calls(st, 40, "g") == [200] * 40
+    wait_for(lambda: len(ai_logs(st)) >= 60, what="60 lines")
+    after = [d["release"] for d in ai_logs(st)[20:]]
+    assert set(after) == {"green"}, after
+    per = wait_for(lambda: (p := _streams_per_worker(shared, 2)) and sum(p) == 60 and p, timeout=15)
+    assert all(n > 0 for n in per), per  # both workers served calls under the new config
+
+
+def _worker_metric(shared: Path, index: int, name: str, **labels: str) -> float:
+    try:
+        state: dict[str, Any] = marshal.loads((shared / f"w{index}.snap").read_bytes())
+    except (OSError, EOFError, ValueError):
+        return 0.0
+    total = 0.0
+    for mname, _typ, _doc, samples in state["self"]:
+        if mname == name:
+            total += sum(v for _s, lab, v in samples if all(dict(lab).get(k) == w for k, w in labels.items()))
+    return total
