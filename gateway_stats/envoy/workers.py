@@ -189,6 +189,10 @@ class Supervisor:
         if shared_dir is not None:
             os.makedirs(shared_dir, exist_ok=True)
         self.dir = shared_dir or tempfile.mkdtemp(prefix="gateway-stats-workers-")
+        for stale in Path(self.dir).glob("*"):  # a reused directory: nothing of an earlier run counts
+            if stale.suffix in (".snap", ".ready", ".tmp") or stale.name == STATE_FILE:
+                with contextlib.suppress(OSError):
+                    stale.unlink()
         self.restarts = 0
         self.workers = [_Worker(i) for i in range(count)]
         self._stopping = False
