@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint proto bench bench-profile clean litellm-parity
+.PHONY: demo test lint proto bench bench-profile bench-transports clean litellm-parity
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: $(STAMP)
 bench-profile: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[profile]'
 	BENCH_COMMAND="make bench-profile" $(BIN)/python -m gateway_stats.bench --profile --write-doc docs/benchmarks.md
+
+# The gRPC transports side by side (grpc.aio with and without uvloop, grpcio's threaded server; TCP and a
+# Unix socket), for the no-op and for gateway-stats; table into docs/benchmarks.md.
+bench-transports: $(STAMP)
+	BENCH_COMMAND="make bench-transports" $(BIN)/python -m gateway_stats.bench --transports --write-doc docs/benchmarks.md
 
 # Regenerate the minimal ext_proc stubs from proto/ (committed, so users never need protoc).
 proto: $(STAMP)
