@@ -46,8 +46,11 @@ def _serve(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else default_workers()
     if worker is None and workers > 1:
         # N processes behind the same addresses; each runs this same command line as a worker.
+        records = cfg.extensions.records
+        flush = records.drain_seconds + 2.0 if records is not None and records.enabled else 0.0
+        # A worker's stop: streams drain, then its records queues flush; the supervisor waits for both.
         return Supervisor(
-            args.argv, workers, args.grpc_address, args.metrics_address, args.drain_seconds
+            args.argv, workers, args.grpc_address, args.metrics_address, args.drain_seconds + flush
         ).run()
     opts = ServeOptions(
         config_path=args.config,

@@ -266,7 +266,9 @@ class BenchStack:
             "--metrics-address",
             f"127.0.0.1:{self.metrics_port}",
             "--config",
-            str(sidecar_config(self.sidecar_config, self.workdir / "sidecar.yaml", self.setup.shed, self.kind)),
+            str(
+                sidecar_config(self.sidecar_config, self.workdir / "sidecar.yaml", self.setup.shed, self.kind)
+            ),
             "--workers",
             str(self.setup.workers),
             *self.processor_args,

@@ -159,7 +159,8 @@ def _compact(paths: list[Path], target: Path) -> None:
         "pid": 0,
         "self": merge_registries((st.get("self", []), True) for st in states),
         "traffic": [
-            (n, ln, f, [(k, exported_value(v)) for k, v in acc.items()]) for n, (ln, f, acc) in traffic.items()
+            (n, ln, f, [(k, exported_value(v)) for k, v in acc.items()])
+            for n, (ln, f, acc) in traffic.items()
         ],
     }
     _write(target, merged)

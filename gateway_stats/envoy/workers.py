@@ -19,7 +19,8 @@ its own Runtime, so its own config store, sinks, writers and metrics; nothing is
   counted in `gateway_stats_worker_restarts_total`; its last snapshot is kept, so counters do not
   go backwards. SIGTERM/SIGINT are passed to every worker, each drains its streams and flushes its
   sinks as a single process does; stragglers are killed after `--drain-seconds` + 5 s. Workers die
-  with the supervisor (PR_SET_PDEATHSIG), so none is left behind if it is killed.
+  with the supervisor (PR_SET_PDEATHSIG), so none is left behind if it is killed. Records writers
+  (one per worker) flush their queues in that drain; the supervisor's wait includes their time.
 * Config reload: every worker watches the config file itself, so a change reaches all within the
   poll interval (2 s).
 

@@ -258,7 +258,9 @@ class Family:
 
     def export(self) -> ExportedFamily:
         if self.spec.kind == "counter":
-            rows: list[tuple[tuple[str, ...], Any]] = [(k, exported_value(s.value)) for k, s in self.series.items()]
+            rows: list[tuple[tuple[str, ...], Any]] = [
+                (k, exported_value(s.value)) for k, s in self.series.items()
+            ]
         else:
             rows = []
             for k, s in self.series.items():
@@ -449,6 +451,8 @@ class MetricsSink:
             "stream": "true" if (stream or rec.request_stream) else "false",
             "outcome": "error" if rec.failed else ("ok" if rec.end_reason in ("complete", "") else "aborted"),
             "gen_ai_token_type": "",
+            "currency": cap(rec.cost_currency or "") if rec.cost is not None else "",
+            "reason": str(rec.extra.get("unpriced_reason") or ""),
         }
         if self._mc is not None:
             for e in self._mc.extra_labels:
@@ -479,6 +483,8 @@ class MetricsSink:
             rec.status_code,
             stream or rec.request_stream,
             rec.end_reason,
+            rec.cost_currency if rec.cost is not None else None,
+            rec.extra.get("unpriced_reason"),
         )
         if self._mc is not None and self._mc.extra_labels:
             key += tuple(
@@ -541,12 +547,10 @@ class MetricsSink:
         if rec.cost is not None:
             fam = get("gateway_stats_cost_total")
             if fam is not None:
-                base["currency"] = cap(rec.cost_currency or "")
                 fam.inc(values(fam), rec.cost)
         elif unpriced_reason(rec) is not None:
             fam = get("gateway_stats_unpriced_calls_total")
             if fam is not None:
-                base["reason"] = str(rec.extra["unpriced_reason"])
                 fam.inc(values(fam), 1)
 
         # -- GenAI histograms (seconds, tokens)

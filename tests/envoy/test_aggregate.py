@@ -215,3 +215,18 @@ def test_cgroup_quota(tmp_path: Path) -> None:
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("50000")
     (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000")
     assert cgroup_cpu_quota(str(tmp_path)) == 0.5
+
+
+def test_money_cost_merges_exactly(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    rts = [_runtime(), _runtime()]
+    for rt, costs in zip(rts, (("0.000123", "0.1"), ("0.2",)), strict=True):
+        for c in costs:
+            r = _rec("m")
+            r.cost, r.cost_currency = Decimal(c), "USD"
+            rt.metrics.emit(r, {})
+    WorkerMetrics(rts[1], _spec(tmp_path, 1)).write()
+    text = WorkerMetrics(rts[0], _spec(tmp_path, 0)).render().decode()
+    [line] = [ln for ln in text.splitlines() if ln.startswith("gateway_stats_cost_total{")]
+    assert line.endswith(" 0.300123"), line

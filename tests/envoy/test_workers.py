@@ -291,3 +291,28 @@ def _worker_metric(shared: Path, index: int, name: str, **labels: str) -> float:
         if mname == name:
             total += sum(v for _s, lab, v in samples if all(dict(lab).get(k) == w for k, w in labels.items()))
     return total
+
+
+def test_sigterm_flushes_every_workers_records(stack_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Each worker has its own records writer (one SQLite file shared in WAL mode); a SIGTERM under load
+    drains every worker's streams and then its queue: every row a worker accepted is written."""
+    import re
+    import sqlite3
+
+    import yaml
+
+    db = tmp_path / "records.db"
+    cfg = tmp_path / "c.yaml"
+    records = {"sqlite": str(db), "flush_interval_ms": 2000, "batch_size": 100_000}  # rows still queued
+    cfg.write_text(yaml.safe_dump({"gateway_stats": {"records": records}}))
+    st = stack_factory(config_path=str(cfg), workers=2, envoy_extra=SLOW_OK)
+    assert _calls(st, 40, "r") == [200] * 40
+    sup = st.procs["gateway-stats"]
+    sup.popen.send_signal(signal.SIGTERM)
+    assert sup.popen.wait(60) == 0
+    log = sup.log_text()
+    figures = [tuple(map(int, m)) for m in re.findall(r"records sqlite: (\d+) accepted, (\d+) written", log)]
+    assert len(figures) == 2, log[-3000:]  # one writer per worker, each reported its drain
+    assert all(a == w for a, w in figures) and sum(a for a, _ in figures) == 40
+    with sqlite3.connect(db) as con:
+        assert con.execute("select count(*) from calls").fetchone()[0] == 40
