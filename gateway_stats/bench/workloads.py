@@ -195,12 +195,15 @@ def run(
 
     popen = start_load(stack, wl, wrk_script)
     rss_proc = rss_envoy = 0.0
-    while popen.poll() is None:
+    while True:  # communicate() keeps reading the output (per-request latencies can exceed a pipe buffer)
         if proc:
             rss_proc = max(rss_proc, probes.tree_rss_mb(proc))
         rss_envoy = max(rss_envoy, probes.rss_mb(envoy))
-        time.sleep(0.2)
-    out, _ = popen.communicate()
+        try:
+            out, _ = popen.communicate(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            continue
     c_env1, c_up1 = probes.cpu_seconds(envoy), probes.cpu_seconds(upstream_pid)
     c_proc1 = probes.tree_cpu_seconds(proc) if proc else 0.0
     c_kids1 = _children_cpu()
