@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint proto bench bench-profile fuzz soak clean litellm-parity
+.PHONY: demo test lint proto bench bench-profile bench-transports fuzz soak clean litellm-parity
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ SOAK_ARGS ?=
 soak: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[soak]'
 	$(BIN)/python -m gateway_stats.bench.soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE) --out soak $(SOAK_ARGS)
+
+# The gRPC transports side by side (grpc.aio with and without uvloop, grpcio's threaded server; TCP and a
+# Unix socket), for the no-op and for gateway-stats; table into docs/benchmarks.md.
+bench-transports: $(STAMP)
+	BENCH_COMMAND="make bench-transports" $(BIN)/python -m gateway_stats.bench --transports --write-doc docs/benchmarks.md
 
 # Regenerate the minimal ext_proc stubs from proto/ (committed, so users never need protoc).
 proto: $(STAMP)

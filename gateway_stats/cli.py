@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -53,6 +54,18 @@ def _serve(args: argparse.Namespace) -> int:
         except ValueError as e:
             print(f"gateway-stats: tracing: {e}", file=sys.stderr)
             return 1
+    from gateway_stats.envoy.workers import Supervisor, WorkerSpec, default_workers
+
+    worker = WorkerSpec.from_env()
+    workers = args.workers if args.workers is not None else default_workers()
+    if worker is None and workers > 1:
+        # N processes behind the same addresses; each runs this same command line as a worker.
+        records = cfg.extensions.records
+        flush = records.drain_seconds + 2.0 if records is not None and records.enabled else 0.0
+        # A worker's stop: streams drain, then its records queues flush; the supervisor waits for both.
+        return Supervisor(
+            args.argv, workers, args.grpc_address, args.metrics_address, args.drain_seconds + flush
+        ).run()
     opts = ServeOptions(
         config_path=args.config,
         grpc_address=args.grpc_address,
@@ -64,6 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
         health_address=args.health_address,
         metrics_token_file=args.metrics_token_file,
         max_rss_mib=args.max_rss_mib,
+        worker=worker,
     )
     try:
         import uvloop
@@ -134,6 +148,7 @@ def _envoy_config(args: argparse.Namespace) -> int:
         admin=args.admin,
         access_log=args.access_log,
         mode=args.mode,
+        workers=args.workers,
         log_format=args.log_format,
         namespace=args.namespace,
         route_name=args.route_name,
@@ -182,6 +197,13 @@ def _mock(args: argparse.Namespace) -> int:
     return int(mock_main(["--listen", args.listen]))
 
 
+def _positive(v: str) -> int:
+    n = int(v)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gateway-stats", description="AI-traffic observability sidecar for Envoy (ext_proc)."
@@ -221,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="past this RSS, drain and exit 0 for the supervisor to restart (grpcio's per-stream growth)",
     )
+    s.add_argument(
+        "--workers",
+        type=_positive,
+        help="worker processes behind the same addresses (default: the CPUs this process may use); "
+        "1 = a single process. With several, Envoy must hold several connections to spread its streams: "
+        "generate its config with `envoy-config --workers N`",
+    )
     s.set_defaults(func=_serve)
 
     c = sub.add_parser("check-config", help="validate config files; exit 1 naming each bad field")
@@ -259,13 +288,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="gateway-stats gRPC HOST:PORT or unix:/path; several, comma-separated, to spread the streams "
         "over several gateway-stats processes (Envoy balances the gRPC streams across them)",
     )
+    e.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="`serve --workers N` behind each --processor: list a Unix socket's per-worker paths, or a TCP "
+        "address several times, with least-request balancing, so the streams spread over the workers",
+    )
     e.add_argument("--admin", default="127.0.0.1:9901", help="Envoy admin HOST:PORT")
     e.add_argument("--access-log", default="/dev/stdout", help="access log path")
     e.add_argument(
         "--mode",
         choices=["inline", "observe"],
         default="inline",
-        help="inline: Envoy waits for answers and logs our ai_log; observe: observability_mode",
+        help="inline: Envoy waits for each answer and logs our ai_log (Higress's line); a few ms per call "
+        "while the sidecar keeps up. observe: observability_mode, Envoy never waits and gateway-stats "
+        "writes the ai_log lines itself (serve --ai-log-file): choose it when latency matters more than "
+        "the line in Envoy's access log, or when peaks exceed what the sidecar observes inline",
     )
     e.add_argument(
         "--log-format",
@@ -322,11 +361,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(raw)
+    args.argv = raw  # what the workers of `serve --workers N` run again
     level = getattr(args, "log_level", "info")
+    from gateway_stats.envoy.workers import WORKER_ENV
+
+    worker = os.environ.get(WORKER_ENV)
+    tag = f"w{json.loads(worker)['index']} " if worker else ""
     logging.basicConfig(
         level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s",
         stream=sys.stderr,
     )
     from gateway_stats.core.redact import install_log_redaction

@@ -72,6 +72,20 @@ JSON_RESPONSE = orjson.dumps(
     }
 )
 
+# A request may carry `x-bench-id: <ID_DIGITS digits>`: the JSON answer then has the id `chatcmpl-<id>`
+# (same length, so the canned Content-Length holds), which the ai_log logs as chat_id. The bench joins
+# the client's per-request latencies to the ai_log lines by it: latency of the calls that were observed.
+ID_HEADER = b"x-bench-id"
+ID_DIGITS = 9
+JSON_ID = b"chatcmpl-bench0001"
+CHAT_ID_KEY = b'\\"chat_id\\":\\"chatcmpl-'  # as it appears in an escaped ai_log line
+assert JSON_ID in JSON_RESPONSE and len(JSON_ID) == len(b"chatcmpl-") + ID_DIGITS
+
+
+def json_response_for(bench_id: bytes) -> bytes:
+    return JSON_RESPONSE.replace(JSON_ID, b"chatcmpl-" + bench_id, 1)
+
+
 _WORDS = _ANSWER.split()
 _CHUNK_HEAD = (
     b'data: {"id":"chatcmpl-bench0002","object":"chat.completion.chunk","created":1764000000,'

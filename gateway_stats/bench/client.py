@@ -115,12 +115,22 @@ class Results:
     delays_ns: array[int] = field(default_factory=lambda: array("q"))
     incomplete_sse: int = 0
     unsent: int = 0
+    ids: array[int] = field(default_factory=lambda: array("q"))  # with --ids: id of each total_ns entry
+    next_id: int = 0
+
+
+_ID_SLOT = b"@" * canned.ID_DIGITS
 
 
 async def _exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: bytes, res: Results, t0: int
 ) -> bool:
     """Send one request, read its whole answer; False if the connection is no longer usable."""
+    bench_id = -1
+    if _ID_SLOT in req:  # --ids: a fresh x-bench-id per request
+        bench_id = res.next_id
+        res.next_id += 1
+        req = req.replace(_ID_SLOT, b"%0*d" % (canned.ID_DIGITS, bench_id), 1)
     writer.write(req)
     r = Response(res.delays_ns)
     while not r.done:
@@ -134,6 +144,8 @@ async def _exchange(
     if 200 <= r.status < 300:
         res.ok += 1
         res.total_ns.append(end - t0)
+        if bench_id >= 0:
+            res.ids.append(bench_id)
         if r.sse:
             if r.first_event_ns:
                 res.ttfb_ns.append(r.first_event_ns - t0)
@@ -216,7 +228,8 @@ def percentiles(values: array[int] | list[int]) -> dict[str, float]:
 async def run(a: argparse.Namespace) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     stream = a.mode == "sse"
-    req = canned.request_bytes(a.port, stream=stream, events=a.events, interval_ms=a.interval_ms)
+    extra = f"{canned.ID_HEADER.decode()}: {_ID_SLOT.decode()}\r\n" if a.ids else ""
+    req = canned.request_bytes(a.port, stream=stream, events=a.events, interval_ms=a.interval_ms, extra=extra)
     res = Results()
     t_start = loop.time()
     deadline = t_start + a.duration
@@ -243,7 +256,10 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
     elapsed = loop.time() - t_start
     if a.once:
         elapsed = a.duration if elapsed < a.duration else elapsed
-    return {
+    out: dict[str, Any] = {}
+    if a.ids:  # each completed request's id and latency (µs), for the driver to join with ai_log lines
+        out["per_request"] = {"ids": list(res.ids), "latency_us": [t // 1000 for t in res.total_ns]}
+    return out | {
         "requests": res.ok,
         "non2xx": res.non2xx,
         "errors": res.errors,
@@ -269,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--once", action="store_true", help="one request per connection (long streams)")
     p.add_argument("--ramp", type=float, default=0.0, help="spread connection starts over this many s")
     p.add_argument("--timeout", type=float, default=60.0, help="per-request cap in s")
+    p.add_argument("--ids", action="store_true", help="x-bench-id per request; report per-request latency")
     a = p.parse_args(argv)
     out = asyncio.run(run(a))
     sys.stdout.buffer.write(orjson.dumps(out) + b"\n")

@@ -15,7 +15,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,12 @@ import orjson
 from gateway_stats.bench import probes, report, wrk
 from gateway_stats.bench import profile as prof
 from gateway_stats.bench.stacks import (
-    CONFIGS,
+    BASES,
     DEFAULT_CONFIGS,
     DEFAULT_SIDECAR_CONFIG,
     REPO,
     BenchStack,
+    SetUp,
     spawn,
 )
 from gateway_stats.bench.workloads import Workload, run, start_load, workloads
@@ -36,6 +37,7 @@ from gateway_stats.testing.procs import Proc, envoy_binary, free_port, wait_http
 
 BEGIN, END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
 PBEGIN, PEND = "<!-- bench-profile:begin -->", "<!-- bench-profile:end -->"
+TBEGIN, TEND = "<!-- bench-transports:begin -->", "<!-- bench-transports:end -->"
 
 
 def say(msg: str) -> None:
@@ -115,6 +117,11 @@ def _fmt_result(wl: Workload, r: dict[str, Any]) -> str:
         s += f" proc {r['proc_cpu_us']:.0f}µs rss {r['proc_rss_mb']:.0f}MB"
     if r.get("observed_pct") is not None:
         s += f" observed {r['observed_pct']:.2f}%"
+    if r.get("shed"):
+        s += f" shed {r['shed']:.0f}"
+    obs = r.get("observed_latency_ms") or {}
+    if obs:
+        s += f" observed-calls p50 {obs.get('p50', 0):.2f} p99 {obs.get('p99', 0):.2f}"
     if r.get("errors") or r.get("non2xx"):
         s += f" errors {r.get('errors')} non2xx {r.get('non2xx')}"
     return s
@@ -147,15 +154,36 @@ def render(
         "",
     ]
     for wl in wls:
+        desc = wl.describe()
+        if wl.knee:
+            knees = [r["rate"] for r in rows if r["workload"] == wl.name and r.get("rate")]
+            if knees:
+                desc += f" (this run: {min(knees):,.0f} to {max(knees):,.0f} req/s over the repeats)"
         out += [
             f"### {wl.title}",
             "",
-            wl.describe() + ".",
+            desc + ".",
             "",
-            report.workload_table(s, wl.name, configs, wl.sse),
+            report.workload_table(s, wl.name, configs, wl.sse, ids=wl.ids),
             "",
         ]
-    out += ["### Targets (issue 6)", "", report.targets_table(report.targets(s)), ""]
+    out += [
+        "### Sizing: calls per second per sidecar core",
+        "",
+        "1e6 / the sidecar's CPU µs per call (all its processes), medians: what one core of sidecar "
+        "CPU handles for this realistic config on this machine.",
+        "",
+        report.sizing_table(s),
+        "",
+        "### Targets (issue 15)",
+        "",
+        report.targets_table(report.targets15(s)),
+        "",
+        "### Targets (issue 6)",
+        "",
+        report.targets_table(report.targets(s)),
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -183,6 +211,8 @@ def run_profile(
     ]
     for kind in kinds:
         stack = BenchStack(kind, outdir / f"profile-{kind}", up_port, Path(args.sidecar_config))
+        if stack.setup.workers > 1:
+            raise SystemExit("bench-profile samples one process: profile set-ups without -wN")
         stack.start()
         try:
             _warm(stack, wrk_script)
@@ -196,7 +226,7 @@ def run_profile(
                 text = prof.wait_recorded(spy, raw)
                 cpu = probes.cpu_seconds(stack.processor.pid) - cpu0
                 load.communicate(timeout=120)
-                p = prof.summarise(text, f"{report.LABELS.get(kind, kind)}: {wl.title}")
+                p = prof.summarise(text, f"{report.label(kind)}: {wl.title}")
                 busy = p.samples / (args.profile_rate * seconds)
                 md = prof.to_markdown(
                     p, extra=f", {busy:.2f} busy threads, sidecar CPU {cpu / seconds:.2f} cores"
@@ -226,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--configs",
         default=env("BENCH_CONFIGS") or ",".join(DEFAULT_CONFIGS),
-        help=f"comma list of {', '.join(CONFIGS)}",
+        help=f"comma list of set-ups: {', '.join(BASES)}, gateway-stats ones with -wN / -shed / -unix "
+        f"suffixes (default {','.join(DEFAULT_CONFIGS)})",
     )
     ap.add_argument("--workloads", default="", help="comma list of workload names (default: all)")
     ap.add_argument("--sidecar-config", default=str(DEFAULT_SIDECAR_CONFIG))
@@ -240,12 +271,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true", help="profile the sidecar with py-spy instead")
     ap.add_argument("--profile-config", default="inline,observe", help="set-ups to profile (comma list)")
     ap.add_argument("--profile-rate", type=int, default=200)
+    ap.add_argument(
+        "--knee-from", default="inline", help="set-up whose JSON-16 throughput sets the json-knee rate"
+    )
+    ap.add_argument(
+        "--transports",
+        action="store_true",
+        help="compare gRPC transports (no-op and gateway-stats; aio/uvloop/threads, TCP/Unix) instead",
+    )
     args = ap.parse_args(argv)
 
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     for c in configs:
-        if c not in CONFIGS:
-            ap.error(f"unknown set-up {c!r}")
+        try:
+            SetUp.parse(c)
+        except ValueError as e:
+            ap.error(str(e))
     if "plain" not in configs:
         configs.insert(0, "plain")
     if args.render:
@@ -287,6 +328,31 @@ def main(argv: list[str] | None = None) -> int:
                 write_between(Path(args.write_doc), PBEGIN, PEND, md, "gateway-stats benchmarks")
             say(f"profile in {outdir}/profile.md")
             return 0
+        if args.transports:
+            from gateway_stats.bench import transports
+
+            reps = args.repeats or (1 if args.quick else 3)
+            trows = transports.run_transports(
+                outdir,
+                up_port,
+                upstream.pid,
+                Path(args.sidecar_config),
+                wrk_script,
+                reps,
+                args.duration or (1.5 if args.quick else 6.0),
+                say,
+            )
+            md = (
+                f"Run of {info['date']} ({reps} repeats, medians); command: `{info['command']}`; "
+                f"commit {info['commit']}; load average before the run {info['load_before']}. "
+                "JSON chat, 16 connections, wrk; inline Envoy, one worker.\n\n" + transports.table(trows)
+            )
+            (outdir / "transports.json").write_bytes(orjson.dumps({"machine": info, "rows": trows}))
+            (outdir / "transports.md").write_text(md)
+            say("\n" + md)
+            if args.write_doc and not args.quick:
+                write_between(Path(args.write_doc), TBEGIN, TEND, md, "gateway-stats benchmarks")
+            return 0
         wls = workloads(args.quick, have_wrk, args.duration)
         if args.workloads:
             keep = {w.strip() for w in args.workloads.split(",")}
@@ -297,18 +363,29 @@ def main(argv: list[str] | None = None) -> int:
             f"logs in {outdir}"
         )
         rows: list[dict[str, Any]] = []
+        # The knee workload's rate is the knee set-up's JSON-16 throughput of the same repeat: it runs first.
+        order = configs
+        if any(w.knee for w in wls) and args.knee_from in configs:
+            order = [args.knee_from, *(c for c in configs if c != args.knee_from)]
         for rep in range(repeats):
-            for cfg in configs:
+            knee: float | None = None
+            for cfg in order:
                 stack = BenchStack(cfg, outdir / f"r{rep}-{cfg}", up_port, Path(args.sidecar_config))
                 try:
                     stack.start()
                     if args.warm:
                         _warm(stack, wrk_script)
                     for wl in wls:
+                        if wl.knee:
+                            if knee is None:
+                                continue
+                            wl = replace(wl, rate=knee)
                         r = run(stack, wl, upstream.pid, up_port, wrk_script)
-                        r.update(config=cfg, workload=wl.name, rep=rep)
+                        r.update(config=cfg, workload=wl.name, rep=rep, rate=wl.rate or None)
                         rows.append(r)
-                        say(f"[{rep + 1}/{repeats}] {cfg:<8} {wl.name:<9} {_fmt_result(wl, r)}")
+                        if cfg == args.knee_from and wl.name == "json-16":
+                            knee = round(r["rps"])
+                        say(f"[{rep + 1}/{repeats}] {cfg:<14} {wl.name:<14} {_fmt_result(wl, r)}")
                 finally:
                     stack.stop()
                     stack.cleanup_logs()

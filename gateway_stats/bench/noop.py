@@ -4,7 +4,9 @@ It answers CONTINUE to every message and looks at nothing; Envoy runs it with he
 request body BUFFERED and the response body STREAMED (the issue's reference). Whatever gateway-stats
 costs beyond this is the price of its analysis. It counts the streams that reached the response's
 end of stream and writes the number to --count-file ten times a second, so the bench can say how many
-calls it saw.
+calls it saw. `--loop uvloop` and `--threads` (grpcio's threaded server, a thread per open stream)
+are for the transport comparison (`python -m gateway_stats.bench --transports`); the floor of
+`make bench` is the plain grpc.aio one on the stock asyncio loop.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
+from concurrent import futures
+from typing import Any
 
 import grpc
 
@@ -51,6 +56,51 @@ class NoopProcessor(pb_grpc.ExternalProcessorServicer):
                 yield _CONTINUE[phase]
 
 
+class ThreadedNoop(pb_grpc.ExternalProcessorServicer):
+    """The same no-op for grpcio's threaded server: a blocking generator per stream."""
+
+    def __init__(self) -> None:
+        self.completed = 0
+        self._lock = threading.Lock()
+
+    def Process(self, request_iterator: Iterator[pb.ProcessingRequest], context: Any) -> Iterator[Any]:
+        for req in request_iterator:
+            phase = req.WhichOneof("request")
+            if phase is None:
+                continue
+            if (phase == "response_body" and req.response_body.end_of_stream) or (
+                phase == "response_headers" and req.response_headers.end_of_stream
+            ):
+                with self._lock:
+                    self.completed += 1
+            if not req.observability_mode:
+                yield _CONTINUE[phase]
+
+
+def serve_threads(address: str, count_file: str | None, threads: int) -> None:
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads),
+        options=[("grpc.max_concurrent_streams", 100_000), ("grpc.so_reuseport", 0)],
+    )
+    proc = ThreadedNoop()
+    pb_grpc.add_ExternalProcessorServicer_to_server(proc, server)
+    if server.add_insecure_port(address) == 0 and not address.startswith("unix:"):
+        raise OSError(f"cannot listen on {address}")
+    server.start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"noop ext_proc processor (threaded, {threads} threads) on {address}", flush=True)
+    last = -1
+    while not stop.wait(0.1):
+        if count_file and proc.completed != last:
+            last = proc.completed
+            with open(count_file + ".tmp", "w") as fh:
+                fh.write(str(last))
+            os.replace(count_file + ".tmp", count_file)
+    server.stop(1)
+
+
 async def _write_count(proc: NoopProcessor, path: str) -> None:
     last = -1
     while True:
@@ -67,7 +117,7 @@ async def serve(address: str, count_file: str | None) -> None:
     server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100_000), ("grpc.so_reuseport", 0)])
     proc = NoopProcessor()
     pb_grpc.add_ExternalProcessorServicer_to_server(proc, server)
-    if server.add_insecure_port(address) == 0:
+    if server.add_insecure_port(address) == 0 and not address.startswith("unix:"):
         raise OSError(f"cannot listen on {address}")
     await server.start()
     writer = asyncio.create_task(_write_count(proc, count_file)) if count_file else None
@@ -88,8 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="naive no-op ext_proc processor (the bench floor)")
     p.add_argument("--listen", default="127.0.0.1:18080")
     p.add_argument("--count-file", help="where to write the number of completed streams")
+    p.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    p.add_argument("--threads", type=int, default=0, help="grpcio's threaded server with this many threads")
     a = p.parse_args(argv)
-    asyncio.run(serve(a.listen, a.count_file))
+    if a.threads:
+        serve_threads(a.listen, a.count_file, a.threads)
+        return 0
+    if a.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(serve(a.listen, a.count_file))
+    else:
+        asyncio.run(serve(a.listen, a.count_file))
     return 0
 
 

@@ -8,6 +8,8 @@ import re
 import urllib.request
 from pathlib import Path
 
+from gateway_stats.bench import canned
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -124,6 +126,37 @@ def count_exact_ai_logs(path: Path, start: int, input_tokens: int, output_tokens
                 if want_in in line and want_out in line:
                     good += 1
     return good, lines
+
+
+def logged_chat_ids(path: Path, start: int) -> set[int]:
+    """The x-bench-id of every ai_log line after byte `start` (its chat_id, see canned.ID_HEADER)."""
+    key = canned.CHAT_ID_KEY
+    n = canned.ID_DIGITS
+    out: set[int] = set()
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        data = fh.read()
+    i = data.find(key)
+    while i >= 0:
+        j = i + len(key)
+        digits = data[j : j + n]
+        if digits.isdigit():
+            out.add(int(digits))
+        i = data.find(key, j)
+    return out
+
+
+def sidecar_counter(metrics_port: int, name: str) -> float:
+    """Sum of every sample of a counter in the sidecar's /metrics (e.g. gateway_stats_calls_shed_total)."""
+    try:
+        text = _get(f"http://127.0.0.1:{metrics_port}/metrics")
+    except OSError:
+        return 0.0
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (line[len(name)] in " {"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def upstream_counts(port: int) -> dict[str, int]:

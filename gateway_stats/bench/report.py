@@ -24,6 +24,26 @@ LABELS = {
     "observe": "Envoy + gateway-stats, observability mode",
 }
 
+
+def label(name: str) -> str:
+    """A set-up's name for tables: its base label plus what its suffixes change (stacks.SetUp)."""
+    from gateway_stats.bench.stacks import SetUp
+
+    try:
+        su = SetUp.parse(name)
+    except ValueError:
+        return name
+    text = LABELS.get(su.base, su.base)
+    extra = []
+    if su.workers > 1:
+        extra.append(f"{su.workers} workers")
+    if su.shed:
+        extra.append("shedding on")
+    if su.unix:
+        extra.append("Unix socket")
+    return text + (f" ({', '.join(extra)})" if extra else "")
+
+
 # The issue's reference figures (Higress ai-statistics WASM inside Envoy, measured beside plain Envoy).
 WASM = {"json1_p50": 0.48, "sse_ttfb": 0.99, "sse_total": 2.36, "json16_cpu": 235.0}
 NAIVE_JSON16_RPS = 2550.0
@@ -64,10 +84,27 @@ class Summary:
         return [r for r in self.rows if r["workload"] == wl and r["config"] == cfg]
 
     def plain_of(self, r: Row) -> Row | None:
+        return self.other_of(r, "plain")
+
+    def other_of(self, r: Row, cfg: str) -> Row | None:
         for p in self.rows:
-            if p["workload"] == r["workload"] and p["config"] == "plain" and p["rep"] == r["rep"]:
+            if p["workload"] == r["workload"] and p["config"] == cfg and p["rep"] == r["rep"]:
                 return p
         return None
+
+    def configs(self) -> list[str]:
+        return list(dict.fromkeys(r["config"] for r in self.rows))
+
+    def vs(self, wl: str, cfg: str, other: str, key: str, how: str = "ratio") -> float | None:
+        """Median over repeats of (cfg's key) / or - (other set-up's key), same workload and repeat."""
+        vals = []
+        for r in self.reps(wl, cfg):
+            o = self.other_of(r, other)
+            a, b = dig(r, key), (dig(o, key) if o else None)
+            if a is None or b is None or (how == "ratio" and not b):
+                continue
+            vals.append(a / b if how == "ratio" else a - b)
+        return statistics.median(vals) if vals else None
 
     def med(self, wl: str, cfg: str, key: str) -> float | None:
         vals = [v for r in self.reps(wl, cfg) if (v := dig(r, key)) is not None]
@@ -154,7 +191,37 @@ def _failopen(s: Summary, wl: str, cfg: str) -> str:
     return f"{_f(fo, 0)} / {_f(to, 0)} / {_f(fa, 0)}"
 
 
-def workload_table(s: Summary, wl: str, configs: list[str], sse: bool) -> str:
+def _observed_lat(s: Summary, wl: str, cfg: str) -> list[str]:
+    """Latency of the calls that were observed (ai_log line joined by request id), + vs plain's calls."""
+    if cfg == "plain":
+        return ["-", "-"]
+    out = []
+    for q in ("p50", "p99"):
+        v = s.med(wl, cfg, f"observed_latency_ms.{q}")
+        d = s.med_of(wl, cfg, lambda r, p, q=q: _obs_delta(r, p, q))  # type: ignore[misc]
+        out.append("-" if v is None else f"{_f(v)} ({'-' if d is None else f'{d:+.2f}'})")
+    return out
+
+
+def _obs_delta(r: Row, p: Row | None, q: str) -> float | None:
+    a, b = dig(r, f"observed_latency_ms.{q}"), (dig(p, f"latency_ms.{q}") if p else None)
+    return None if a is None or b is None else a - b
+
+
+def _shed(s: Summary, wl: str, cfg: str) -> str:
+    shed = s.med(wl, cfg, "shed")
+    if shed is None:
+        return "-"
+    un = s.med_of(wl, cfg, lambda r, _p: _unobserved(r))
+    return f"{_f(shed, 0)} / {_f(un, 0)}"
+
+
+def _unobserved(r: Row) -> float | None:
+    n, obs = dig(r, "requests"), dig(r, "observed")
+    return None if n is None or obs is None else max(0.0, n - obs)
+
+
+def workload_table(s: Summary, wl: str, configs: list[str], sse: bool, ids: bool = False) -> str:
     head = ["set-up", "streams/s" if sse else "req/s (x plain)"]
     if sse:
         head += [
@@ -167,6 +234,8 @@ def workload_table(s: Summary, wl: str, configs: list[str], sse: bool) -> str:
         ]
     else:
         head += ["p50 ms (+Δ)", "p99 ms (+Δ)"]
+    if ids:
+        head += ["observed calls p50 ms (+Δ)", "observed calls p99 ms (+Δ)", "shed counted / not observed"]
     head += [
         "Envoy CPU µs/call (x plain)",
         "sidecar CPU µs/call",
@@ -182,7 +251,7 @@ def workload_table(s: Summary, wl: str, configs: list[str], sse: bool) -> str:
     for cfg in configs:
         if not s.reps(wl, cfg):
             continue
-        cells = [LABELS.get(cfg, cfg), _rate(s, wl, cfg)]
+        cells = [label(cfg), _rate(s, wl, cfg)]
         if sse:
             cells += [
                 _ms(s, wl, cfg, "ttfb_ms.p50"),
@@ -194,6 +263,8 @@ def workload_table(s: Summary, wl: str, configs: list[str], sse: bool) -> str:
             ]
         else:
             cells += [_ms(s, wl, cfg, "latency_ms.p50"), _ms(s, wl, cfg, "latency_ms.p99")]
+        if ids:
+            cells += [*_observed_lat(s, wl, cfg), _shed(s, wl, cfg)]
         cells += _cpu(s, wl, cfg)
         cells += [_f(s.med(wl, cfg, "proc_rss_mb"), 0), _observed(s, wl, cfg), _failopen(s, wl, cfg)]
         other = [v for k in ("client_cpu_us", "upstream_cpu_us") if (v := s.med(wl, cfg, k)) is not None]
@@ -230,7 +301,7 @@ def targets(s: Summary) -> list[Target]:
         s.delta("sse-16", "observe", "ttfb_ms.p50"),
         0.99,
     )
-    obs = s.med("json-rate", "observe", "observed_pct")
+    obs = s.med("json-rate-1000", "observe", "observed_pct")
     out.append(
         Target(
             "observe: ≥ 99.9 % of calls observed at 1,000 req/s",
@@ -285,6 +356,108 @@ def targets(s: Summary) -> list[Target]:
             )
         )
     return out
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f} %"
+
+
+def targets15(s: Summary) -> list[Target]:
+    """Issue 15's done-when list, per set-up (same run, medians of same-repeat comparisons)."""
+    from gateway_stats.bench.stacks import SetUp
+
+    out: list[Target] = []
+    cfgs = s.configs()
+    parsed = {c: SetUp.parse(c) for c in cfgs}
+    inline = [c for c in cfgs if parsed[c].base == "inline" and not parsed[c].shed]
+    shed = [c for c in cfgs if parsed[c].base == "inline" and parsed[c].shed]
+    observe = [c for c in cfgs if parsed[c].base == "observe"]
+    for c in inline:
+        a, b = s.med("json-16", c, "rps"), s.med("json-16", "noop", "rps")
+        q = s.vs("json-16", c, "noop", "rps")
+        out.append(
+            Target(
+                f"{c}: JSON 16 conns throughput ≥ the naive no-op's",
+                "-" if a is None or b is None else f"{a:,.0f} vs {b:,.0f} req/s (x{_f(q)})",
+                None if q is None else q >= 1.0,
+            )
+        )
+    for c in inline:
+        d50 = s.delta("json-rate-1000", c, "latency_ms.p50")
+        d99 = s.delta("json-rate-1000", c, "latency_ms.p99")
+        obs = s.med("json-rate-1000", c, "observed_pct")
+        met = None if d50 is None or d99 is None or obs is None else d50 <= 5 and d99 <= 25 and obs >= 99.995
+        out.append(
+            Target(
+                f"{c}: JSON at a fixed 1,000 req/s, added p50 ≤ 5 ms and p99 ≤ 25 ms, 100 % observed",
+                "-" if met is None else f"{d50:+.2f} / {d99:+.2f} ms, {_pct(obs)}",
+                met,
+            )
+        )
+    for c in shed:
+        for wl in ("json-rate-2000", "json-16"):
+            if not s.reps(wl, c):
+                continue
+            d99 = s.med_of(wl, c, lambda r, p: _obs_delta(r, p, "p99"))
+            if wl == "json-16":
+                d99 = None  # closed loop: no per-call ids; latency of all calls below
+            shed_n, un = s.med(wl, c, "shed"), s.med_of(wl, c, lambda r, _p: _unobserved(r))
+            to = s.med(wl, c, "envoy_ext_proc.message_timeouts")
+            fa = s.med(wl, c, "envoy_ext_proc.streams_failed")
+            counted = shed_n is not None and un is not None and abs(shed_n - un) <= max(1.0, 0.001 * un)
+            clean = to == 0 and fa == 0
+            lat = "" if d99 is None else f"observed calls' added p99 {d99:+.2f} ms; "
+            ok: bool | None = None
+            if shed_n is not None:
+                ok = counted and clean and (d99 is None or d99 <= 25)
+            out.append(
+                Target(
+                    f"{c} ({wl}): above the knee, observed calls' added p99 ≤ 25 ms, every shed call "
+                    "counted, no Envoy timeout or failed stream",
+                    f"{lat}shed {_f(shed_n, 0)} / not observed {_f(un, 0)}; timeouts {_f(to, 0)}, "
+                    f"failed {_f(fa, 0)}; observed {_pct(s.med(wl, c, 'observed_pct'))}",
+                    ok,
+                )
+            )
+    for c in observe:
+        pct, rate = s.med("json-knee", c, "observed_pct"), s.med("json-knee", c, "rps")
+        out.append(
+            Target(
+                f"{c}: at the inline knee, ≥ 99 % observed",
+                "-" if pct is None else f"{_pct(pct)} at {rate:,.0f} req/s",
+                None if pct is None else pct >= 99.0,
+            )
+        )
+    for c in inline:
+        q = s.vs("json-16", c, "noop", "proc_cpu_us")
+        a, b = s.med("json-16", c, "proc_cpu_us"), s.med("json-16", "noop", "proc_cpu_us")
+        out.append(
+            Target(
+                f"{c}: sidecar CPU per JSON call (16 conns) ≤ 1.3 x the naive no-op's",
+                "-" if q is None else f"{_f(a, 0)} vs {_f(b, 0)} µs (x{_f(q)})",
+                None if q is None else q <= 1.3,
+            )
+        )
+    return out
+
+
+def sizing_table(s: Summary) -> str:
+    """Calls per second one core of sidecar CPU handles: 1e6 / sidecar CPU µs per call."""
+    lines = [
+        "| set-up | sidecar CPU µs/call, JSON 16 conns | calls/s per sidecar core (JSON) "
+        "| sidecar CPU µs/call, JSON 1,000 req/s | calls/s per core there | SSE 16 conns µs/call "
+        "| SSE streams/s per core |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in s.configs():
+        if c == "plain":
+            continue
+        cells = [label(c)]
+        for wl in ("json-16", "json-rate-1000", "sse-16"):
+            us = s.med(wl, c, "proc_cpu_us")
+            cells += [_f(us, 0), "-" if not us else f"{1e6 / us:,.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def targets_table(ts: list[Target]) -> str:

@@ -12,6 +12,11 @@ to see what the SQLite records writer costs; config/gateway-stats.yaml enables i
 inline-analytics (inline plus language detection and topic rules, `ANALYTICS` below: run it beside
 inline to see what they cost the traffic).
 
+A gateway-stats set-up name may carry suffixes: `-wN` runs `serve --workers N` (and Envoy's cluster
+from `envoy-config --workers N`), `-shed` turns load shedding on (`overload.enabled: true`, the
+product's default budget), `-unix` puts the gRPC side on a Unix socket. Without `-shed` shedding is
+off, so an inline set-up observes every call it can. E.g. `inline-w2-shed`, `observe-w2`.
+
 Each bootstrap starts from envoy_bootstrap.bootstrap() and only removes or narrows, so the bench
 measures the configuration users deploy.
 """
@@ -33,7 +38,13 @@ import yaml
 from gateway_stats.envoy.bootstrap import HIGRESS_LOG_FORMAT, EnvoyOptions, bootstrap
 from gateway_stats.testing.procs import Proc, envoy_binary, free_port, wait_http, wait_port
 
-CONFIGS = (
+# What inline-analytics adds to the sidecar config: language and topic of every call's last user text,
+# computed off the request path (records writer -> the enricher's child process).
+ANALYTICS = {
+    "language": {"languages": ["en", "de", "fr", "es", "it", "pt", "nl", "ru", "zh", "ja", "ko"]},
+    "topics": {"billing": ["invoice", "refund", "payment"], "support": ["error", "broken", "help"]},
+}
+BASES = (
     "plain",
     "noop",
     "inline",
@@ -43,13 +54,46 @@ CONFIGS = (
     "inline-norecords",
     "inline-analytics",
 )
-# What inline-analytics adds to the sidecar config: language and topic of every call's last user text,
-# computed off the request path (records writer -> the enricher's child process).
-ANALYTICS = {
-    "language": {"languages": ["en", "de", "fr", "es", "it", "pt", "nl", "ru", "zh", "ja", "ko"]},
-    "topics": {"billing": ["invoice", "refund", "payment"], "support": ["error", "broken", "help"]},
-}
-DEFAULT_CONFIGS = ("plain", "noop", "inline", "observe")
+CONFIGS = (*BASES, "inline-w2", "inline-w2-shed", "observe-w2", "inline-unix", "...")  # for --help
+DEFAULT_CONFIGS = ("plain", "noop", "inline", "inline-w2", "inline-w2-shed", "observe", "observe-w2")
+
+
+GATEWAY_STATS = ("inline", "observe", "inline-nolua", "inline-norecords", "inline-analytics")
+
+
+@dataclass(frozen=True)
+class SetUp:
+    """A set-up name split into its base kind and suffixes (see the module docstring)."""
+
+    base: str
+    workers: int = 1
+    shed: bool = False
+    unix: bool = False
+
+    @classmethod
+    def parse(cls, name: str) -> SetUp:
+        for base in sorted(BASES, key=len, reverse=True):
+            if name == base or name.startswith(base + "-"):
+                break
+        else:
+            raise ValueError(f"unknown set-up {name!r} (bases: {', '.join(BASES)})")
+        workers, shed, unix = 1, False, False
+        for part in name[len(base) :].split("-")[1:]:
+            if part == "shed":
+                shed = True
+            elif part == "unix":
+                unix = True
+            elif part.startswith("w") and part[1:].isdigit() and int(part[1:]) >= 1:
+                workers = int(part[1:])
+            else:
+                raise ValueError(f"set-up {name!r}: unknown suffix {part!r} (-wN, -shed, -unix)")
+        if base not in GATEWAY_STATS and (workers > 1 or shed):
+            raise ValueError(f"set-up {name!r}: -wN and -shed apply to gateway-stats set-ups only")
+        if base == "plain" and unix:
+            raise ValueError(f"set-up {name!r}: plain Envoy has no side stream")
+        return cls(base, workers, shed, unix)
+
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SIDECAR_CONFIG = REPO / "config" / "gateway-stats.yaml"
 
@@ -108,9 +152,33 @@ def envoy_config(kind: str, o: EnvoyOptions) -> dict[str, Any]:
     return cfg
 
 
+def _wait_file(path: Path, p: Proc, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if not p.alive():
+            raise RuntimeError(f"{p.name} exited before {path} appeared")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear")
+        time.sleep(0.05)
+
+
+def sidecar_config(src: Path, dst: Path, shed: bool, kind: str = "inline") -> Path:
+    """The bench's sidecar config: `src` with load shedding on (product defaults) or off; for
+    inline-norecords without its `records` block, for inline-analytics with `ANALYTICS`."""
+    doc = yaml.safe_load(src.read_text()) or {}
+    ext = doc.setdefault("gateway_stats", {}) if isinstance(doc, dict) else {}
+    ext["overload"] = {"enabled": shed}
+    if kind == "inline-norecords":
+        ext.pop("records", None)
+    elif kind == "inline-analytics":
+        ext["analytics"] = ANALYTICS
+    dst.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return dst
+
+
 @dataclass
 class BenchStack:
-    kind: str
+    name: str
     workdir: Path
     upstream_port: int
     sidecar_config: Path = DEFAULT_SIDECAR_CONFIG
@@ -118,7 +186,12 @@ class BenchStack:
     admin_port: int = 0
     grpc_port: int = 0
     metrics_port: int = 0
+    processor_args: list[str] = field(default_factory=list)  # more arguments for the processor
     procs: dict[str, Proc] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.setup = SetUp.parse(self.name)
+        self.kind = self.setup.base
 
     @property
     def access_log(self) -> Path:
@@ -162,9 +235,10 @@ class BenchStack:
         o = EnvoyOptions(
             listen=f"127.0.0.1:{self.envoy_port}",
             upstream=f"127.0.0.1:{self.upstream_port}",
-            processor=f"127.0.0.1:{self.grpc_port or 1}",
+            processor=self.grpc_address if self.kind != "plain" else "127.0.0.1:1",
             admin=f"127.0.0.1:{self.admin_port}",
             access_log=str(self.access_log),
+            workers=self.setup.workers,
         )
         path = self.workdir / "envoy.yaml"
         path.write_text(yaml.safe_dump(envoy_config(self.kind, o), sort_keys=False, width=120))
@@ -176,6 +250,12 @@ class BenchStack:
         wait_http(f"http://127.0.0.1:{self.admin_port}/ready", timeout=30, proc=p.popen)
         return self
 
+    @property
+    def grpc_address(self) -> str:
+        if self.setup.unix:
+            return f"unix:{self.workdir / 'gs.sock'}"
+        return f"127.0.0.1:{self.grpc_port}"
+
     def _start_processor(self) -> None:
         if self.is_noop:
             argv = [
@@ -183,12 +263,15 @@ class BenchStack:
                 "-m",
                 "gateway_stats.bench.noop",
                 "--listen",
-                f"127.0.0.1:{self.grpc_port}",
+                self.grpc_address,
             ]
-            argv += ["--count-file", str(self.noop_count_file)]
+            argv += ["--count-file", str(self.noop_count_file), *self.processor_args]
             p = spawn("processor", argv, self.workdir)
             self.procs["processor"] = p
-            wait_port(self.grpc_port, proc=p.popen)
+            if self.setup.unix:
+                _wait_file(self.workdir / "gs.sock", p)
+            else:
+                wait_port(self.grpc_port, proc=p.popen)
             return
         self.metrics_port = free_port()
         argv = [
@@ -199,11 +282,16 @@ class BenchStack:
             "--log-level",
             "warning",
             "--grpc-address",
-            f"127.0.0.1:{self.grpc_port}",
+            self.grpc_address,
             "--metrics-address",
             f"127.0.0.1:{self.metrics_port}",
             "--config",
-            str(self._sidecar_config()),
+            str(
+                sidecar_config(self.sidecar_config, self.workdir / "sidecar.yaml", self.setup.shed, self.kind)
+            ),
+            "--workers",
+            str(self.setup.workers),
+            *self.processor_args,
         ]
         if self.kind == "observe":
             argv += ["--ai-log-file", str(self.ai_log_file)]
@@ -225,18 +313,6 @@ class BenchStack:
                 return
             time.sleep(0.2)
         raise TimeoutError("the language/topic worker did not load its models in time")
-
-    def _sidecar_config(self) -> Path:
-        if self.kind not in ("inline-norecords", "inline-analytics"):
-            return self.sidecar_config
-        doc = yaml.safe_load(self.sidecar_config.read_text()) or {}
-        if self.kind == "inline-norecords":
-            (doc.get("gateway_stats") or {}).pop("records", None)
-        else:
-            doc.setdefault("gateway_stats", {})["analytics"] = ANALYTICS
-        path = self.workdir / f"sidecar-{self.kind}.yaml"
-        path.write_text(yaml.safe_dump(doc, sort_keys=False))
-        return path
 
     def stop(self) -> None:
         for name in ("envoy", "processor"):

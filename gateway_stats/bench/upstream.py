@@ -120,7 +120,11 @@ class _Conn(asyncio.Protocol):
             return
         if b'"stream":true' not in body:
             self.counts.json += 1
-            self.transport.write(_JSON_ANSWER)
+            bench_id = h.get(canned.ID_HEADER)
+            if bench_id is not None and len(bench_id) == canned.ID_DIGITS:
+                self.transport.write(_JSON_HEAD + canned.json_response_for(bench_id))
+            else:
+                self.transport.write(_JSON_ANSWER)
             return
         self.counts.sse += 1
         n = int(h.get(b"x-bench-events", b"20"))

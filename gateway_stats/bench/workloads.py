@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from gateway_stats.bench import canned, probes, wrk
+from gateway_stats.bench.client import percentiles
 from gateway_stats.bench.stacks import BenchStack
 
 
@@ -35,6 +36,8 @@ class Workload:
     once: bool = False  # one long stream per connection
     ramp: float = 0.0
     use_wrk: bool = False
+    ids: bool = False  # per-request ids: latency of the calls that were observed (see canned.ID_HEADER)
+    knee: bool = False  # fixed rate = the knee set-up's JSON-16 throughput of the same repeat
 
     @property
     def output_tokens(self) -> int:
@@ -47,7 +50,12 @@ class Workload:
                 f"content deltas + finish + usage + [DONE], {self.interval_ms:g} ms apart"
             )
         load = f"{self.conns} connection{'s' if self.conns > 1 else ''}, {self.duration:g} s"
-        if self.rate:
+        if self.knee:
+            load = (
+                f"fixed rate = the inline set-up's JSON-16 throughput of the same repeat (its knee), over "
+                f"{self.conns} connections, {self.duration:g} s"
+            )
+        elif self.rate:
             load = f"fixed {self.rate:,.0f} req/s over {self.conns} connections, {self.duration:g} s"
         what = (
             f"SSE chat, {self.events} content deltas + finish + usage + [DONE], {self.interval_ms:g} ms apart"
@@ -56,6 +64,9 @@ class Workload:
         )
         tool = "wrk" if self.use_wrk else "bench client"
         return f"{what}; {load}; {tool}"
+
+
+RATE_STEPS = (500, 1000, 2000)
 
 
 def workloads(quick: bool, have_wrk: bool, duration: float | None = None) -> list[Workload]:
@@ -68,7 +79,11 @@ def workloads(quick: bool, have_wrk: bool, duration: float | None = None) -> lis
     return [
         Workload("json-1", "JSON chat, 1 connection", 1, d, use_wrk=have_wrk),
         Workload("json-16", "JSON chat, 16 connections (saturated)", 16, d, use_wrk=have_wrk),
-        Workload("json-rate", "JSON chat at a fixed 1,000 req/s", 16, d, rate=1000),
+        *(
+            Workload(f"json-rate-{r}", f"JSON chat at a fixed {r:,} req/s", 16, d, rate=r, ids=True)
+            for r in RATE_STEPS
+        ),
+        Workload("json-knee", "JSON chat at the inline knee", 16, d, rate=0, ids=True, knee=True),
         Workload("sse-16", "SSE chat, 16 connections", 16, d, sse=True, events=20, interval_ms=10),
         Workload(
             long.name,
@@ -99,6 +114,8 @@ def client_command(wl: Workload, port: int) -> list[str]:
         argv += ["--rate", f"{wl.rate:g}"]
     if wl.once:
         argv += ["--once", "--ramp", f"{wl.ramp:g}"]
+    if wl.ids:
+        argv.append("--ids")
     return argv
 
 
@@ -106,6 +123,22 @@ def start_load(stack: BenchStack, wl: Workload, wrk_script: Path | None) -> subp
     if wl.use_wrk and wrk_script is not None:
         return wrk.start(stack.envoy_port, wl.conns, wl.duration, wrk_script)
     return subprocess.Popen(client_command(wl, stack.envoy_port), stdout=subprocess.PIPE, text=True)
+
+
+SHED = "gateway_stats_calls_shed_total"
+
+
+def _observed_latency(per: dict[str, list[int]], logged: set[int]) -> dict[str, Any]:
+    """Latency of the calls whose ai_log line exists (observed) and of the others (not observed)."""
+    seen: list[int] = []
+    unseen: list[int] = []
+    for i, us in zip(per["ids"], per["latency_us"], strict=True):
+        (seen if i in logged else unseen).append(us * 1000)
+    return {
+        "observed_latency_ms": percentiles(seen),
+        "unobserved_latency_ms": percentiles(unseen),
+        "unobserved_calls": len(unseen),
+    }
 
 
 def _children_cpu() -> float:
@@ -124,7 +157,8 @@ def _observed_now(stack: BenchStack) -> int:
 def _settle(stack: BenchStack, proc: int | None, ai_path: Path | None) -> tuple[float, float, float]:
     """Wait until the processor's count and the ai_log file stop moving for 0.75 s (max 30 s).
 
-    Returns (seconds waited, processor CPU when the counts last moved, peak processor RSS)."""
+    Returns (seconds waited, processor CPU when the counts last moved, peak processor RSS). With
+    workers, the processor is the supervisor and its workers (their CPU and RSS summed)."""
     last = (_observed_now(stack), probes.file_size(ai_path))
     cpu = probes.tree_cpu_seconds(proc) if proc else 0.0
     rss = 0.0
@@ -154,18 +188,22 @@ def run(
     ext0 = probes.envoy_ext_proc_stats(stack.admin_port)
     obs0 = _observed_now(stack)
     up0 = probes.upstream_counts(upstream_port)
+    shed0 = probes.sidecar_counter(stack.metrics_port, SHED) if stack.is_gateway_stats else 0.0
     c_env0, c_up0 = probes.cpu_seconds(envoy), probes.cpu_seconds(upstream_pid)
     c_proc0 = probes.tree_cpu_seconds(proc) if proc else 0.0  # the worker child included
     c_kids0 = _children_cpu()
 
     popen = start_load(stack, wl, wrk_script)
     rss_proc = rss_envoy = 0.0
-    while popen.poll() is None:
+    while True:  # communicate() keeps reading the output (per-request latencies can exceed a pipe buffer)
         if proc:
             rss_proc = max(rss_proc, probes.tree_rss_mb(proc))
         rss_envoy = max(rss_envoy, probes.rss_mb(envoy))
-        time.sleep(0.2)
-    out, _ = popen.communicate()
+        try:
+            out, _ = popen.communicate(timeout=0.2)
+            break
+        except subprocess.TimeoutExpired:
+            continue
     c_env1, c_up1 = probes.cpu_seconds(envoy), probes.cpu_seconds(upstream_pid)
     c_proc1 = probes.tree_cpu_seconds(proc) if proc else 0.0
     c_kids1 = _children_cpu()
@@ -197,10 +235,15 @@ def run(
         "processor_count": _observed_now(stack) - obs0 if proc else None,
         "sidecar_records": {k: rec1.get(k, 0) - rec0.get(k, 0) for k in rec1},
     }
+    per = r.pop("per_request", None)
+    if stack.is_gateway_stats:
+        r["shed"] = probes.sidecar_counter(stack.metrics_port, SHED) - shed0
     if stack.is_gateway_stats and ai_path is not None:
         good, lines = probes.count_exact_ai_logs(ai_path, ai_off, canned.PROMPT_TOKENS, wl.output_tokens)
         r["observed"] = good
         r["ai_log_lines"] = lines
+        if per is not None:
+            r.update(_observed_latency(per, probes.logged_chat_ids(ai_path, ai_off)))
     elif stack.is_noop:
         r["observed"] = r["processor_count"]
     else:

@@ -38,6 +38,7 @@ from gateway_stats.config.model import (
     ExtraLabel,
     Limits,
     MetricsConfig,
+    OverloadConfig,
     PluginConfig,
     TracingConfig,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "Limits",
     "MatchRule",
     "MetricsConfig",
+    "OverloadConfig",
     "PluginConfig",
     "TracingConfig",
     "default_config",

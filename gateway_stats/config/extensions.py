@@ -1,5 +1,5 @@
 """Our own settings under `gateway_stats:` (consumer header, limits, metrics, tracing, ai_log file,
-pricing)."""
+pricing, overload)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from gateway_stats.config.model import (
     ExtraLabel,
     Limits,
     MetricsConfig,
+    OverloadConfig,
     TracingConfig,
 )
 from gateway_stats.config.schema import ConfigError, Reader, at_index, describe, join_path, suggest
@@ -39,6 +40,7 @@ EXTENSION_FIELDS = (
     "pricing",
     "records",
     *ANALYTICS_KEYS,  # analytics, feedback, athina: config/analytics.py
+    "overload",
 )
 LIMIT_FIELDS = ("max_request_body_bytes", "max_event_bytes", "max_attribute_bytes", "max_response_body_bytes")
 METRICS_FIELDS = (
@@ -50,6 +52,7 @@ METRICS_FIELDS = (
 )
 EXTRA_LABEL_FIELDS = ("name", "request_header", "attribute", "families")
 TRACING_FIELDS = ("enabled", "capture_content", "service_name")
+OVERLOAD_FIELDS = ("enabled", "max_loop_lag_ms", "max_inflight_calls", "recover_after_ms")
 
 
 def _sub(r: Reader, m: Mapping[str, Any], key: str, path: str, known: Sequence[str]) -> dict[str, Any]:
@@ -200,6 +203,16 @@ def parse_extensions(r: Reader, value: object, path: str, attribute_keys: set[st
     except ConfigError as exc:
         r.errors.extend(f"{r.source}: {e}" for e in exc.errors)
         analytics = None
+    ov = _sub(r, m, "overload", path, OVERLOAD_FIELDS)
+    op = join_path(path, "overload")
+    overload = OverloadConfig(
+        **_kwargs(
+            enabled=r.boolean(ov, "enabled", op),
+            max_loop_lag_ms=r.integer(ov, "max_loop_lag_ms", op),
+            max_inflight_calls=r.integer(ov, "max_inflight_calls", op, minimum=0),
+            recover_after_ms=r.integer(ov, "recover_after_ms", op, minimum=0),
+        )
+    )
     return Extensions(
         **_kwargs(
             consumer_header=consumer.lower() if consumer else None,
@@ -212,4 +225,5 @@ def parse_extensions(r: Reader, value: object, path: str, attribute_keys: set[st
         metrics=_parse_metrics(r, m, path, attribute_keys),
         tracing=tracing,
         pricing=_parse_pricing(r, m.get("pricing"), join_path(path, "pricing")),
+        overload=overload,
     )

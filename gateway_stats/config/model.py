@@ -237,6 +237,19 @@ class TracingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OverloadConfig:
+    """Load shedding (envoy/shedding.py): while the sidecar is behind, new calls pass unobserved.
+
+    Off by default: it trades observation for the traffic's latency, which the operator should choose
+    knowingly (inline mode); when on, the defaults keep an observed call's wait near 4 x 10 ms."""
+
+    enabled: bool = False
+    max_loop_lag_ms: int = 10  # event-loop lag above which new calls are shed
+    max_inflight_calls: int = 0  # calls in flight above which new calls are shed; 0 = no limit
+    recover_after_ms: int = 100  # the lag must stay under budget this long before observing again
+
+
+@dataclass(frozen=True, slots=True)
 class Extensions:
     """Our settings: the top-level key `gateway_stats:` of the config document."""
 
@@ -249,6 +262,7 @@ class Extensions:
     pricing: PricingConfig = field(default_factory=PricingConfig)  # money cost (gateway_stats/pricing/)
     records: Any = None  # gateway_stats.records.config.RecordsConfig | None (parsed there)
     analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)  # analytics, feedback, athina
+    overload: OverloadConfig = field(default_factory=OverloadConfig)
 
 
 @dataclass(frozen=True, slots=True)

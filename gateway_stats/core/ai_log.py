@@ -102,8 +102,13 @@ def dumps(obj: dict[str, Any]) -> bytes:
 
 def escaped(obj: dict[str, Any]) -> str:
     """The JSON text escaped as the body of a JSON string (what the text access-log format prints raw)."""
-    inner = dumps(obj).decode()
-    return orjson.dumps(inner).decode()[1:-1]
+    return escaped_bytes(obj).decode()
+
+
+def escaped_bytes(obj: dict[str, Any]) -> bytes:
+    """`escaped` as UTF-8 bytes. orjson's output holds no raw control character (they are escaped inside
+    its strings), so quoting it again only needs its backslashes and quotes escaped."""
+    return dumps(obj).replace(b"\\", b"\\\\").replace(b'"', b'\\"')
 
 
 def escaped_value(v: Any) -> str:

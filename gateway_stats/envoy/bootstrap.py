@@ -65,6 +65,7 @@ class EnvoyOptions:
     admin: str = "127.0.0.1:9901"
     access_log: str = "/dev/stdout"
     mode: str = "inline"  # inline | observe
+    workers: int = 1  # `serve --workers N` behind each processor address (see envoy/workers.py)
     log_format: str = "filter-state"  # filter-state (exact Higress line) | dynamic-metadata
     namespace: str = "gateway_stats"
     route_name: str = "llm"
@@ -247,6 +248,14 @@ def _lua(o: EnvoyOptions) -> str:
     return LUA_COPY % {"ns": o.namespace, "keys": keys}
 
 
+def _processors(o: EnvoyOptions) -> str:
+    """The gateway_stats cluster's endpoints: every worker of every --processor address."""
+    from gateway_stats.envoy.workers import worker_endpoints
+
+    addrs = [a.strip() for a in o.processor.split(",") if a.strip()]
+    return ",".join(e for a in addrs for e in worker_endpoints(a, o.workers))
+
+
 def bootstrap(o: EnvoyOptions) -> dict[str, Any]:
     filters: list[dict[str, Any]] = []
     if o.mode == "inline" and o.log_format == "filter-state":
@@ -310,8 +319,11 @@ def bootstrap(o: EnvoyOptions) -> dict[str, Any]:
         _cluster(
             "llm_upstream", o.upstream, tls_sni=up_host if o.upstream_tls else None, tls_ca=o.upstream_ca
         ),
-        _cluster("gateway_stats", o.processor, http2=True),
+        _cluster("gateway_stats", _processors(o), http2=True),
     ]
+    if o.workers > 1:
+        # Several connections per worker; each new stream goes to the one with fewer active streams.
+        clusters[1]["lb_policy"] = "LEAST_REQUEST"
     # Each observed request holds one gRPC stream: the default max_requests (1024) would cap them.
     clusters[1]["circuit_breakers"] = {
         "thresholds": [
@@ -372,5 +384,7 @@ def render(o: EnvoyOptions) -> str:
             "# Observability mode: Envoy ignores every ext_proc answer, so no ai_log reaches this access\n"
             "# log. Run `gateway-stats serve --ai-log-file PATH` to have gateway-stats write the\n"
             '# {"ai_log":"…","request_id":"…"} lines itself; join them to this log by request_id.\n'
+            "# Chosen because Envoy never waits for gateway-stats here: no latency is added to the traffic\n"
+            "# whatever the sidecar's load (streams it cannot take pass unobserved, counted by Envoy).\n"
         )
     return head + yaml.safe_dump(bootstrap(o), sort_keys=False, width=120)

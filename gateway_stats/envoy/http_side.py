@@ -56,8 +56,9 @@ class SideHTTP:
         self._metrics = metrics
         self._health = health
 
-    async def start(self, host: str, port: int) -> int:
-        self.server = await asyncio.start_server(self._handle, host, port)
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
+        # reuse_port: the workers of `serve --workers N` share the address (envoy/workers.py)
+        self.server = await asyncio.start_server(self._handle, host, port, reuse_port=reuse_port or None)
         return int(self.server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:

@@ -71,6 +71,7 @@ class Runtime:
         self.registry.register(AnalyticsCollector(self.enricher, self.feedback_hub, lambda: self.athina))
         self.reconfigure(store.current)
         self.ready = False
+        self.activity = 0  # bumped per stream start and end: tells the worker snapshots something changed
         self._noted: set[str] = set()
         self._unpriced_noted: set[tuple[str, str]] = set()
 

@@ -1,19 +1,27 @@
-"""The sidecar's own health metrics: streams, messages, handling time, errors, reloads.
+"""The sidecar's own health metrics: streams, messages, handling time, errors, reloads, shedding.
 
 Kept apart from the AI-traffic metrics so that operators can always see what the observer
 itself costs and whether it is dropping anything.
+
+What changes on every message (message counts, handling time, active streams) is kept in plain
+integers and bucket lists on the event loop's thread and turned into metric families at scrape time
+(PerMessageCollector): a prometheus_client Counter and Histogram take a lock and several calls per
+update, which is measurable at thousands of messages per second. The rest are prometheus_client
+objects, updated per call at most.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from gateway_stats.config.store import ConfigStore
+from gateway_stats.core.buckets import BucketCounts
 
 MESSAGE_PHASES = (
     "request_headers",
@@ -26,22 +34,52 @@ MESSAGE_PHASES = (
 HANDLING_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 
+class PerMessageCollector(Collector):
+    """Messages by phase, their handling time and the open streams, from plain counters (see above)."""
+
+    def __init__(self) -> None:
+        self.active_streams = 0
+        self.handling: dict[str, BucketCounts] = {p: BucketCounts(HANDLING_BUCKETS) for p in MESSAGE_PHASES}
+        self.lag: Callable[[], float] | None = None  # the shedder's last event-loop lag, if any
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "gateway_stats_active_streams", "ext_proc streams currently open", value=self.active_streams
+        )
+        msgs = CounterMetricFamily(
+            "gateway_stats_messages", "ext_proc messages received by phase", labels=["phase"]
+        )
+        hist = HistogramMetricFamily(
+            "gateway_stats_message_handling_seconds",
+            "time spent handling one ext_proc message (analysis included)",
+            labels=["phase"],
+        )
+        les = [*(floatToGoString(b) for b in HANDLING_BUCKETS), "+Inf"]
+        for phase, h in self.handling.items():
+            cumulative = h.cumulative()  # read first: count then matches the +Inf bucket
+            msgs.add_metric([phase], cumulative[-1])
+            hist.add_metric([phase], list(zip(les, cumulative, strict=True)), h.sum)
+        yield msgs
+        yield hist
+        if self.lag is not None:
+            yield GaugeMetricFamily(
+                "gateway_stats_event_loop_lag_seconds",
+                "how late the event loop ran a timer at the last check (load shedding's measure)",
+                value=self.lag(),
+            )
+
+
 class SelfMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.active_streams = Gauge(
-            "gateway_stats_active_streams", "ext_proc streams currently open", registry=registry
-        )
+        self.per_message = PerMessageCollector()
+        registry.register(self.per_message)
         self.streams = Counter(
             "gateway_stats_streams", "ext_proc streams by how they ended", ["end"], registry=registry
         )
-        self.messages = Counter(
-            "gateway_stats_messages", "ext_proc messages received by phase", ["phase"], registry=registry
-        )
-        self.handling = Histogram(
-            "gateway_stats_message_handling_seconds",
-            "time spent handling one ext_proc message (analysis included)",
-            ["phase"],
-            buckets=HANDLING_BUCKETS,
+        self.calls_shed = Counter(
+            "gateway_stats_calls_shed",
+            "calls passed unobserved because the sidecar was overloaded, by reason (loop_lag, inflight)",
+            ["reason"],
             registry=registry,
         )
         self.errors = Counter(
@@ -78,11 +116,8 @@ class SelfMetrics:
             ["where"],
             registry=registry,
         )
-        # Label children cached per phase: a labels() lookup per message is measurable on the hot path.
-        self._per_phase: dict[str, tuple[Counter, Histogram]] = {}
-        for phase in MESSAGE_PHASES:  # every series exists from the start, at 0
-            self.messages.labels(phase)
-            self.handling.labels(phase)
+        for reason in ("loop_lag", "inflight"):
+            self.calls_shed.labels(reason)
         for phase in (
             "request_headers",
             "request_body",
@@ -94,13 +129,25 @@ class SelfMetrics:
         ):
             self.errors.labels(phase)
 
+        # Label children used per stream, cached: a labels() lookup costs more than the increment.
+        self._ends: dict[str, Counter] = {}
+        self._records: dict[str, Counter] = {}
+
     def message_done(self, phase: str, seconds: float) -> None:
         """One ext_proc message handled: count it and record its handling time."""
-        pair = self._per_phase.get(phase)
-        if pair is None:
-            pair = self._per_phase[phase] = (self.messages.labels(phase), self.handling.labels(phase))
-        pair[0].inc()
-        pair[1].observe(seconds)
+        self.per_message.handling[phase].observe(seconds)
+
+    def stream_ended(self, end: str) -> None:
+        c = self._ends.get(end)
+        if c is None:
+            c = self._ends[end] = self.streams.labels(end)
+        c.inc()
+
+    def record_finalized(self, reason: str) -> None:
+        c = self._records.get(reason)
+        if c is None:
+            c = self._records[reason] = self.records.labels(reason)
+        c.inc()
 
 
 class ReloadCollector(Collector):

@@ -14,7 +14,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from gateway_stats.config import Config
 from gateway_stats.config.store import ConfigStore
 from gateway_stats.envoy.addresses import grpc_target, split_host_port
@@ -22,11 +21,12 @@ from gateway_stats.envoy.http_side import SideHTTP
 from gateway_stats.envoy.listen import ListenSecurity, add_port
 from gateway_stats.envoy.memtrace import start_if_asked, watch_rss
 from gateway_stats.envoy.runtime import Runtime
-from gateway_stats.envoy.servicer import ExtProcServicer
+from gateway_stats.envoy.servicer import SERVICE_NAME, ExtProcServicer
+from gateway_stats.envoy.shedding import Shedder
+from gateway_stats.envoy.workers import WorkerSpec
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # BUFFERED bodies can be large; Python's default is 4 MB
 
 
@@ -42,6 +42,7 @@ class ServeOptions:
     health_address: str | None = None  # /healthz and /readyz on their own port (no auth)
     metrics_token_file: str | None = None  # bearer token required on /metrics
     max_rss_mib: float = 0.0  # drain and exit (for a restart) past this RSS; 0 = no limit
+    worker: WorkerSpec | None = None  # set in a worker of `serve --workers N` (workers.py)
 
 
 class Sidecar:
@@ -57,8 +58,14 @@ class Sidecar:
         self.metrics_port: int = 0
         self._stop = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
+        self._snapshots: asyncio.Task[None] | None = None
+        self._monitor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        worker = self.opts.worker
+        if worker is not None:  # one of N processes behind the same addresses
+            self.opts.grpc_address = worker.grpc_address
+            self.opts.metrics_address = worker.metrics_address
         store = ConfigStore(
             self.opts.config_path, on_change=self._on_config, poll_interval=self.opts.config_poll_seconds
         )
@@ -69,10 +76,12 @@ class Sidecar:
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_concurrent_streams", 100_000),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if worker is not None else 0),
             ]
         )
-        pb_grpc.add_ExternalProcessorServicer_to_server(ExtProcServicer(rt), server)
+        shedder = Shedder(lambda: rt.config.extensions.overload)
+        rt.self_metrics.per_message.lag = lambda: shedder.lag
+        ExtProcServicer(rt, shedder).add_to_server(server)
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         self.health = health
@@ -86,27 +95,34 @@ class Sidecar:
         for svc in ("", SERVICE_NAME):
             await health.set(svc, health_pb2.HealthCheckResponse.SERVING)
         host, mport = split_host_port(self.opts.metrics_address)
+        render = rt.render_metrics
+        if worker is not None:
+            from gateway_stats.envoy.aggregate import WorkerMetrics
+
+            shared = WorkerMetrics(rt, worker)
+            render = shared.render
+            self._snapshots = asyncio.create_task(shared.run())
+        ready = (lambda: rt.ready and worker.all_started()) if worker is not None else (lambda: rt.ready)
         token = None
         if self.opts.metrics_token_file:
             with open(self.opts.metrics_token_file, encoding="utf-8") as fh:
                 token = fh.read().strip()
         split = self.opts.health_address is not None
         self.side = SideHTTP(
-            rt.render_metrics,
-            lambda: rt.ready,
-            {"/v1/feedback": rt.handle_feedback},
-            token=token,
-            health=not split,
+            render, ready, {"/v1/feedback": rt.handle_feedback}, token=token, health=not split
         )
-        self.metrics_port = await self.side.start(host, mport)
+        self.metrics_port = await self.side.start(host, mport, reuse_port=worker is not None)
         if split:
             assert self.opts.health_address is not None
             hhost, hport = split_host_port(self.opts.health_address)
-            self.health_side = SideHTTP(rt.render_metrics, lambda: rt.ready, metrics=False)
-            self.health_port = await self.health_side.start(hhost, hport)
+            self.health_side = SideHTTP(render, ready, metrics=False)
+            self.health_port = await self.health_side.start(hhost, hport, reuse_port=worker is not None)
         self._watch = asyncio.create_task(store.watch())
+        self._monitor = asyncio.create_task(shedder.monitor())
         rt.start()
         rt.ready = True
+        if worker is not None:
+            worker.mark_ready()
         log.info(
             "gateway-stats serving ext_proc on %s (port %s), metrics on http://%s:%s/metrics, config %s",
             self.opts.grpc_address,
@@ -138,10 +154,11 @@ class Sidecar:
         if self.health is not None:
             with contextlib.suppress(Exception):
                 await self.health.enter_graceful_shutdown()
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        for task in (self._watch, self._snapshots, self._monitor):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.grpc_server is not None:
             log.info("draining in-flight streams for up to %.1fs", self.opts.drain_seconds)
             await self.grpc_server.stop(self.opts.drain_seconds)
@@ -165,6 +182,8 @@ def _tune_gc() -> None:
 
 
 async def serve(opts: ServeOptions) -> int:
+    if opts.worker is not None:
+        opts.worker.die_with_supervisor()
     sidecar = Sidecar(opts)
     await sidecar.start()
     _tune_gc()

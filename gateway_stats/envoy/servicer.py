@@ -7,68 +7,60 @@ that brings usage, end of response), so an aborted stream still has its line in 
 Next to it go the span-tag keys (sinks/span_tags.py) Envoy's tracing custom_tags read. When tracing is on,
 the trace context Envoy puts in the stream's gRPC metadata (its span for this side call) is kept in
 the record, so our span can sit inside Envoy's trace.
+
+Per message the adapter does as little as it can: answers are wire bytes (answers.py; the method is
+registered without a response serializer), a plain CONTINUE is a constant, headers become a dict in
+one pass, and the per-message self-metrics are plain counters. A call the config does not observe,
+or one shed because the sidecar is overloaded (shedding.py), costs one message: its request-headers
+answer turns the call's other phases off.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
-from gateway_stats._proto.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as pb
-from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from gateway_stats.core.observer import CallObserver
 from gateway_stats.core.record import CallRecord
+from gateway_stats.envoy import answers
 from gateway_stats.envoy.runtime import Runtime
+from gateway_stats.envoy.shedding import Shedder
 from gateway_stats.sinks import ai_log as ai_log_sink
 
 log = logging.getLogger(__name__)
 
+SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
 ATTR_NS = "envoy.filters.http.ext_proc"
 
-# Pre-built CONTINUE answers (immutable once built; grpc only serialises them).
-_CONTINUE = {
-    "request_headers": pb.ProcessingResponse(request_headers=pb.HeadersResponse()),
-    "response_headers": pb.ProcessingResponse(response_headers=pb.HeadersResponse()),
-    "request_body": pb.ProcessingResponse(request_body=pb.BodyResponse()),
-    "response_body": pb.ProcessingResponse(response_body=pb.BodyResponse()),
-    "request_trailers": pb.ProcessingResponse(request_trailers=pb.TrailersResponse()),
-    "response_trailers": pb.ProcessingResponse(response_trailers=pb.TrailersResponse()),
-}
+_CONTINUE = answers.CONTINUE
+_STOP_AFTER_REQUEST_HEADERS = answers.STOP_AFTER_REQUEST_HEADERS
+_STOP_AFTER_RESPONSE_HEADERS = answers.STOP_AFTER_RESPONSE_HEADERS
 
+# Test hook (never set in production): `x-gateway-stats-test-block-ms: N` on a request makes its
+# request-headers message block the event loop for N ms, so tests can induce overload.
+_TEST_HOOKS = os.environ.get("GATEWAY_STATS_TEST_HOOKS") == "1"
+_BLOCK_HEADER = "x-gateway-stats-test-block-ms"
 
-_SKIP, _NONE = pm.ProcessingMode.SKIP, pm.ProcessingMode.NONE
-# Nothing more to watch (path or content type not observed): Envoy stops sending this call's phases.
-# A mode override replaces the whole mode, so every field is set.
-_ALL_OFF = pm.ProcessingMode(
-    request_header_mode=_SKIP,
-    response_header_mode=_SKIP,
-    request_body_mode=_NONE,
-    response_body_mode=_NONE,
-    request_trailer_mode=_SKIP,
-    response_trailer_mode=_SKIP,
-)
-_STOP_AFTER_REQUEST_HEADERS = pb.ProcessingResponse(
-    request_headers=pb.HeadersResponse(), mode_override=_ALL_OFF
-)
-_STOP_AFTER_RESPONSE_HEADERS = pb.ProcessingResponse(
-    response_headers=pb.HeadersResponse(), mode_override=_ALL_OFF
-)
+_monotonic_ns = time.monotonic_ns
 
 
 def headers_dict(hm: Any) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for h in hm.headers:
+    """Envoy's HeaderMap as a dict; a repeated header's values are joined with commas."""
+    hs = hm.headers
+    out = {h.key: (h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value) for h in hs}
+    if len(out) == len(hs):
+        return out
+    out = {}
+    for h in hs:  # repeated names: join them in order
         v = h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
         k = h.key
-        if k in out:
-            out[k] = out[k] + "," + v
-        else:
-            out[k] = v
+        out[k] = out[k] + "," + v if k in out else v
     return out
 
 
@@ -83,10 +75,11 @@ def take_trace_context(rec: CallRecord, metadata: Any) -> None:
 
 
 def attributes_dict(req: Any) -> dict[str, str]:
-    if ATTR_NS not in req.attributes:
+    attrs = req.attributes
+    if ATTR_NS not in attrs:
         return {}
     out: dict[str, str] = {}
-    for k, v in req.attributes[ATTR_NS].fields.items():
+    for k, v in attrs[ATTR_NS].fields.items():
         kind = v.WhichOneof("kind")
         if kind == "string_value":
             out[k] = v.string_value
@@ -98,10 +91,21 @@ def attributes_dict(req: Any) -> dict[str, str]:
     return out
 
 
-class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
-    def __init__(self, runtime: Runtime) -> None:
+class ExtProcServicer:
+    def __init__(self, runtime: Runtime, shedder: Shedder | None = None) -> None:
         self.rt = runtime
+        self.shedder = shedder
+        self.inflight = 0  # open streams (calls in flight)
         self._logged_phases: set[str] = set()
+
+    def add_to_server(self, server: grpc.aio.Server) -> None:
+        """Register Process; answers are already wire bytes, so no response serializer."""
+        handler = grpc.stream_stream_rpc_method_handler(
+            self.Process, request_deserializer=pb.ProcessingRequest.FromString, response_serializer=None
+        )
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(SERVICE_NAME, {"Process": handler}),)
+        )
 
     def _error(self, phase: str) -> None:
         self.rt.self_metrics.errors.labels(phase).inc()
@@ -111,33 +115,33 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
         else:
             log.debug("error while handling %s", phase, exc_info=True)
 
-    def _metadata_answer(self, phase: str, obs: CallObserver, doc: dict[str, Any]) -> pb.ProcessingResponse:
-        resp = pb.ProcessingResponse()
-        getattr(resp, phase).SetInParent()
+    def _metadata_answer(self, phase: str, obs: CallObserver, doc: dict[str, Any]) -> bytes:
         ns = self.rt.config.extensions.metadata_namespace
-        fields = resp.dynamic_metadata.fields[ns].struct_value.fields
-        for key, value in ai_log_sink.metadata_values(obs.record, doc).items():
-            if isinstance(value, str):
-                fields[key].string_value = value
-            else:
-                fields[key].number_value = value
-        return resp
+        return answers.metadata_answer(phase, ns, ai_log_sink.metadata_values(obs.record, doc))  # type: ignore[arg-type]
+
+    def _shed(self, reason: str) -> None:
+        self.rt.self_metrics.calls_shed.labels(reason).inc()
 
     async def Process(
-        self, request_iterator: AsyncIterator[pb.ProcessingRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.ProcessingResponse]:
+        self, request_iterator: AsyncIterator[pb.ProcessingRequest], context: Any
+    ) -> AsyncIterator[bytes]:
         rt = self.rt
         sm = rt.self_metrics
-        obs = CallObserver(rt.config)
-        if rt.config.extensions.tracing.enabled:
+        message_done = sm.message_done
+        config = rt.config
+        obs = CallObserver(config)
+        if config.extensions.tracing.enabled:
             try:
                 take_trace_context(obs.record, context.invocation_metadata())
             except Exception:
                 self._error("trace_context")
-        sm.active_streams.inc()
+        self.inflight += 1
+        sm.per_message.active_streams += 1
+        rt.activity += 1
         end = "cancelled"
-        observability = False
+        observability: bool | None = None
         finished = False
+        shed = False
         emit_pending = False
         final_doc: dict[str, Any] | None = None  # the ai_log of the final answer, reused by the sinks
         try:
@@ -145,16 +149,16 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
                 phase = req.WhichOneof("request")
                 if phase is None:
                     continue
-                t0 = time.perf_counter()
-                now = time.monotonic_ns()
+                now = _monotonic_ns()
+                if observability is None:
+                    observability = req.observability_mode
                 changed = False
                 done = False
                 try:
-                    observability = req.observability_mode
                     if phase == "response_body":
                         body = req.response_body
-                        changed = obs.on_response_body(body.body, body.end_of_stream, now)
                         done = body.end_of_stream
+                        changed = obs.on_response_body(body.body, done, now)
                     elif phase == "request_body":
                         body = req.request_body
                         changed = obs.on_request_body(body.body, body.end_of_stream, now)
@@ -162,15 +166,24 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
                             rt.request_read(obs.record)  # early language for the opt-in ai_log key
                     elif phase == "request_headers":
                         h = req.request_headers
-                        changed = obs.on_request_headers(
-                            headers_dict(h.headers), attributes_dict(req), h.end_of_stream, now
-                        )
+                        headers = headers_dict(h.headers)
+                        if _TEST_HOOKS and _BLOCK_HEADER in headers:
+                            time.sleep(int(headers[_BLOCK_HEADER]) / 1000)
+                        reason = self.shedder.check(self.inflight) if self.shedder is not None else None
+                        if reason is not None:
+                            shed = True
+                            self._shed(reason)
+                            message_done(phase, (_monotonic_ns() - now) / 1e9)
+                            if not observability:
+                                yield _STOP_AFTER_REQUEST_HEADERS
+                            break  # end the stream: the call goes on untouched, unobserved
+                        changed = obs.on_request_headers(headers, attributes_dict(req), h.end_of_stream, now)
                     elif phase == "response_headers":
                         h = req.response_headers
-                        changed = obs.on_response_headers(
-                            headers_dict(h.headers), attributes_dict(req), h.end_of_stream, now
-                        )
                         done = h.end_of_stream
+                        changed = obs.on_response_headers(
+                            headers_dict(h.headers), attributes_dict(req), done, now
+                        )
                     # trailers: nothing to extract; answered below
                 except Exception:
                     self._error(phase)
@@ -182,7 +195,8 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
                     self._close_record(obs, now, "complete")
                     emit_pending = True
                 if not observability:
-                    if changed and obs.observed:
+                    observed = obs.extraction is not None
+                    if changed and observed:
                         try:
                             doc = obs.ai_log()
                             answer = self._metadata_answer(phase, obs, doc)
@@ -191,16 +205,16 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
                         except Exception:
                             self._error(phase)
                             answer = _CONTINUE[phase]
-                    elif not obs.observed and phase == "request_headers":
+                    elif not observed and phase == "request_headers":
                         answer = _STOP_AFTER_REQUEST_HEADERS
                     elif not obs.response_analysed and phase == "response_headers" and not done:
                         answer = _STOP_AFTER_RESPONSE_HEADERS
                     else:
                         answer = _CONTINUE[phase]
-                    sm.message_done(phase, time.perf_counter() - t0)
+                    message_done(phase, (_monotonic_ns() - now) / 1e9)
                     yield answer
                 else:
-                    sm.message_done(phase, time.perf_counter() - t0)
+                    message_done(phase, (_monotonic_ns() - now) / 1e9)
                 if emit_pending:
                     emit_pending = False
                     self._emit(obs, final_doc)
@@ -210,20 +224,24 @@ class ExtProcServicer(pb_grpc.ExternalProcessorServicer):
             else:
                 end = "client_closed" if not finished else "complete"
         finally:
-            if not finished:
+            if shed:
+                end = "shed"
+            elif not finished:
                 # A call we do not observe ends early on purpose (its phases were turned off).
                 reason = "aborted" if obs.response_analysed else "unobserved"
-                self._close_record(obs, time.monotonic_ns(), reason)
+                self._close_record(obs, _monotonic_ns(), reason)
                 emit_pending = True
             if emit_pending:
                 self._emit(obs, final_doc)
-            sm.streams.labels(end).inc()
-            sm.active_streams.dec()
+            sm.stream_ended(end)
+            sm.per_message.active_streams -= 1
+            self.inflight -= 1
+            rt.activity += 1
 
     def _close_record(self, obs: CallObserver, now: int, reason: str) -> None:
         try:
             obs.finish(now, reason)
-            self.rt.self_metrics.records.labels(reason).inc()
+            self.rt.self_metrics.record_finalized(reason)
         except Exception:
             self._error("finish")
 

@@ -18,10 +18,11 @@ from gateway_stats.core.record import CallRecord
 from gateway_stats.sinks import span_tags
 
 
-def metadata_values(rec: CallRecord, doc: dict[str, Any]) -> dict[str, str | int]:
+def metadata_values(rec: CallRecord, doc: dict[str, Any]) -> dict[str, str | bytes | int]:
     """The keys of our dynamic-metadata namespace for one answer: `ai_log`, the span-tag keys known so
-    far, and each separate log field (strings are final text; ints become protobuf numbers)."""
-    out: dict[str, str | int] = {"ai_log": ailog.escaped(doc)}
+    far, and each separate log field (strings and bytes are final UTF-8 text; ints become protobuf
+    numbers)."""
+    out: dict[str, str | bytes | int] = {"ai_log": ailog.escaped_bytes(doc)}
     out.update(span_tags.tag_values(rec))
     for key in rec.separate_log_keys:
         out[key] = ailog.escaped_value(rec.attributes.get(key))

@@ -59,6 +59,7 @@ _GENAI_TAIL = ("ai_route", "ai_cluster", "ai_consumer")
 TOKEN_TYPES = ("input", "output", "cached_input", "cache_creation_input", "reasoning")
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "none", "other")
 OUTCOMES = ("ok", "error", "aborted")
+LABEL_MEMO_SIZE = 4096  # distinct label sets remembered by the sink (cleared when full)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +247,15 @@ class Family:
         self.series[key] = s
         return s
 
+    def _merge_slot(self, key: tuple[str, ...], create: Callable[[], float | BucketCounts]) -> Series:
+        """Like _slot, but a series another process already folded stays an overflow series."""
+        if OVERFLOW not in key:
+            return self._slot(key, create)
+        s = self.series.get(key)
+        if s is None:
+            s = self.series[key] = Series(self._render_labels(key), create())
+        return s
+
     def inc(self, values: tuple[str, ...], amount: float | Decimal) -> None:
         """Counter increment. A zero increment creates no series (Envoy defines a counter on first use)."""
         if amount <= 0:
@@ -260,6 +270,43 @@ class Family:
     def merge(self, values: tuple[str, ...], counts: BucketCounts) -> None:
         s = self._slot(values, lambda: BucketCounts(self.spec.buckets))
         s.value.merge(counts)  # type: ignore[union-attr]
+
+    def export(self) -> ExportedFamily:
+        if self.spec.kind == "counter":
+            rows: list[tuple[tuple[str, ...], Any]] = [
+                (k, exported_value(s.value)) for k, s in self.series.items()
+            ]
+        else:
+            rows = []
+            for k, s in self.series.items():
+                h: BucketCounts = s.value  # type: ignore[assignment]
+                rows.append((k, (list(h.counts), h.sum, h.count)))
+        return (self.spec.name, self.label_names, self.folded, rows)
+
+    def add_exported(self, folded: int, rows: list[tuple[tuple[str, ...], Any]]) -> None:
+        """Add exported series (see MetricsSink.render_merged); each label set at most once per call."""
+        self.folded += folded
+        counter = self.spec.kind == "counter"
+        fits = len(self.series) + len(rows) <= self.cap - self.reserve
+        for key, v in rows:
+            key = tuple(key)
+            if fits and key not in self.series:  # the common case: no fold possible, no lookup chain
+                if OVERFLOW not in key:
+                    self.regular += 1
+                s = self.series[key] = Series(
+                    self._render_labels(key), 0 if counter else BucketCounts(self.spec.buckets)
+                )
+            else:
+                s = self._merge_slot(key, int if counter else (lambda: BucketCounts(self.spec.buckets)))
+            if counter:
+                s.value += v
+                continue
+            counts, total, count = v
+            h: BucketCounts = s.value  # type: ignore[assignment]
+            if len(counts) == len(h.counts):
+                h.counts = [a + b for a, b in zip(h.counts, counts, strict=True)]
+                h.sum += total
+                h.count += count
 
     def snapshot(self) -> list[tuple[str, Any]]:
         """Copy of the values (taken under the sink's lock, formatted after it is released)."""
@@ -351,12 +398,16 @@ class MetricsSink:
         self._mc: MetricsConfig | None = None
         self._lock = threading.Lock()
         self._max_len = 128
+        self._label_memo: dict[
+            tuple[object, ...], tuple[dict[str, str], int, dict[tuple[str, ...], tuple[str, ...]]]
+        ] = {}
         with self._lock:
             self._configure(store.current.extensions.metrics)
 
     # ----------------------------------------------------------------------------- config
     def _configure(self, mc: MetricsConfig) -> None:
         self._mc = mc
+        self._label_memo = {}
         self._max_len = mc.max_label_value_length
         on = set(mc.profiles) | {"core"}
         if "genai" in on and mc.gen_ai_server_aliases:
@@ -409,10 +460,20 @@ class MetricsSink:
             return v[: self._max_len]
         return v
 
-    def _record(self, rec: CallRecord) -> None:
-        cap = self._cap
-        u = rec.usage
-        stream = rec.is_stream
+    def _labels(self, rec: CallRecord, stream: bool) -> tuple[dict[str, str], int]:
+        """Every label value of this record (capped) and how many values the cap cut."""
+        cut = 0
+        limit = self._max_len
+
+        def cap(v: str) -> str:
+            nonlocal cut
+            if not v.isprintable():  # untrusted text: no control characters in a label (\r, \0, ESC, ...)
+                v = _CONTROL.sub("_", v)
+            if len(v) > limit:
+                cut += 1
+                return v[:limit]
+            return v
+
         base: dict[str, str] = {
             "ai_route": cap(metric_route(rec.route)),
             "ai_cluster": cap(rec.cluster),
@@ -429,6 +490,8 @@ class MetricsSink:
             "stream": "true" if (stream or rec.request_stream) else "false",
             "outcome": "error" if rec.failed else ("ok" if rec.end_reason in ("complete", "") else "aborted"),
             "gen_ai_token_type": "",
+            "currency": cap(rec.cost_currency or "") if rec.cost is not None else "",
+            "reason": str(rec.extra.get("unpriced_reason") or ""),
         }
         if self._mc is not None:
             for e in self._mc.extra_labels:
@@ -438,8 +501,50 @@ class MetricsSink:
                     else rec.attributes.get(e.attribute)
                 )
                 base[e.name] = cap(_label_text(raw))
+        return base, cut
+
+    def _record(self, rec: CallRecord) -> None:
+        u = rec.usage
+        stream = rec.is_stream
+        # The label values of a call repeat across calls (same route, model, consumer...): they are
+        # computed once per distinct set and kept (bounded), with the per-family value tuples.
+        key: tuple[object, ...] = (
+            rec.route,
+            rec.cluster,
+            rec.model,
+            rec.consumer,
+            rec.operation,
+            rec.provider,
+            rec.request_model,
+            rec.response_model,
+            rec.error_type if rec.failed else None,
+            rec.failed,
+            rec.status_code,
+            stream or rec.request_stream,
+            rec.end_reason,
+            rec.cost_currency if rec.cost is not None else None,
+            rec.extra.get("unpriced_reason"),
+        )
+        if self._mc is not None and self._mc.extra_labels:
+            key += tuple(
+                _label_text(
+                    rec.label_headers.get(e.request_header)
+                    if e.request_header
+                    else rec.attributes.get(e.attribute)
+                )
+                for e in self._mc.extra_labels
+            )
+        entry = self._label_memo.get(key)
+        if entry is None:
+            if len(self._label_memo) >= LABEL_MEMO_SIZE:
+                self._label_memo.clear()
+            base, cut = self._labels(rec, stream)
+            entry = self._label_memo[key] = (base, cut, {})
+        base, cut, memo = entry
+        if cut and self.on_cap is not None:
+            for _ in range(cut):
+                self.on_cap("metric_label_value")
         fams = self.families
-        memo: dict[tuple[str, ...], tuple[str, ...]] = {}
 
         def values(fam: Family) -> tuple[str, ...]:
             t = memo.get(fam.label_names)
@@ -481,20 +586,18 @@ class MetricsSink:
         if rec.cost is not None:
             fam = get("gateway_stats_cost_total")
             if fam is not None:
-                base["currency"] = cap(rec.cost_currency or "")
                 fam.inc(values(fam), rec.cost)
         elif unpriced_reason(rec) is not None:
             fam = get("gateway_stats_unpriced_calls_total")
             if fam is not None:
-                base["reason"] = str(rec.extra["unpriced_reason"])
                 fam.inc(values(fam), 1)
 
         # -- GenAI histograms (seconds, tokens)
         tok = get("gen_ai_client_token_usage")
         if tok is not None and u.known:
+            names = tok.label_names
             for ttype, n in self._token_counts(rec):
-                base["gen_ai_token_type"] = ttype
-                tok.observe(tuple(base[k] for k in tok.label_names), n)
+                tok.observe(tuple(ttype if k == "gen_ai_token_type" else base[k] for k in names), n)
         duration = rec.seconds(rec.t_end)
         ttfc = rec.seconds(rec.t_first_byte) if stream else None
         for name in ("gen_ai_client_operation_duration_seconds", "gen_ai_server_request_duration_seconds"):
@@ -555,18 +658,81 @@ class MetricsSink:
         it, so a scrape of a family at its cap (tens of MB of text) never holds up records for long."""
         with self._lock:
             snaps = [(f.spec, f.snapshot(), f.folded, len(f.series)) for f in self.families.values()]
-        out: list[str] = []
-        for spec, rows, _, _ in snaps:
-            _format(spec, rows, out)
-        out.append(
-            "# HELP gateway_stats_label_overflow_total measurements folded into an __overflow__ "
-            "series because their metric family reached max_series_per_metric\n"
-            "# TYPE gateway_stats_label_overflow_total counter\n"
-        )
-        out.extend(f'gateway_stats_label_overflow_total{{family="{sp.name}"}} {n}\n' for sp, _, n, _ in snaps)
-        out.append(
-            "# HELP gateway_stats_metric_series label sets (series) held per metric family\n"
-            "# TYPE gateway_stats_metric_series gauge\n"
-        )
-        out.extend(f'gateway_stats_metric_series{{family="{sp.name}"}} {n}\n' for sp, _, _, n in snaps)
-        return "".join(out)
+        return _render(snaps)
+
+    # ------------------------------------------------------------------- several processes
+    def export(self) -> list[ExportedFamily]:
+        """Every family's series as plain values (marshal-able), for another process to merge."""
+        with self._lock:
+            return [f.export() for f in self.families.values()]
+
+    def render_merged(self, others: Iterable[list[ExportedFamily]]) -> str:
+        """This process's families plus other processes' exported ones, as one exposition.
+
+        Series with the same label values are added up. The merge keeps this process's metrics config
+        (families, extra labels, cap): a family exported under other extra labels (a reload not yet
+        seen everywhere) is left out of this scrape, and the cap applies to the merged family too."""
+        with self._lock:
+            own = [f.export() for f in self.families.values()]
+            shapes = {f.spec.name: (f.spec, f.extras, f.cap, f.label_names) for f in self.families.values()}
+        sums: dict[str, tuple[list[int], dict[tuple[str, ...], Any]]] = {n: ([0], {}) for n in shapes}
+        for part in (own, *others):
+            for name, label_names, folded, rows in part:
+                shape = shapes.get(name)
+                if shape is None or shape[3] != tuple(label_names):
+                    continue
+                total, acc = sums[name]
+                total[0] += folded
+                if shape[0].kind == "counter":
+                    for key, v in rows:
+                        acc[key] = acc.get(key, 0) + imported_value(v)
+                    continue
+                for key, (counts, hsum, count) in rows:
+                    cur: list[Any] | None = acc.get(key)
+                    if cur is None:
+                        acc[key] = [list(counts), hsum, count]
+                    elif len(cur[0]) == len(counts):
+                        cur[0] = [a + b for a, b in zip(cur[0], counts, strict=True)]
+                        cur[1] += hsum
+                        cur[2] += count
+        snaps = []
+        for name, (spec, extras, cap, _) in shapes.items():
+            folded_total, acc = sums[name]
+            fam = Family(spec, extras, cap)
+            fam.add_exported(
+                folded_total[0], [(k, tuple(v) if isinstance(v, list) else v) for k, v in acc.items()]
+            )
+            snaps.append((spec, fam.snapshot(), fam.folded, len(fam.series)))
+        return _render(snaps)
+
+
+def exported_value(v: Any) -> Any:
+    """A counter value as another process receives it: a Decimal (money cost) as its exact text."""
+    return str(v) if isinstance(v, Decimal) else v
+
+
+def imported_value(v: Any) -> Any:
+    return Decimal(v) if isinstance(v, str) else v
+
+
+# (family name, label names, folded measurements, [(label values, value)]); a histogram's value is
+# (per-bucket counts, sum, count); a Decimal counter value travels as text (exported_value).
+ExportedFamily = tuple[str, tuple[str, ...], int, list[tuple[tuple[str, ...], Any]]]
+
+
+def _render(snaps: list[tuple[FamilySpec, list[tuple[str, Any]], int, int]]) -> str:
+    out: list[str] = []
+    for spec, rows, _, _ in snaps:
+        _format(spec, rows, out)
+    out.append(
+        "# HELP gateway_stats_label_overflow_total measurements folded into an __overflow__ "
+        "series because their metric family reached max_series_per_metric\n"
+        "# TYPE gateway_stats_label_overflow_total counter\n"
+    )
+    out.extend(f'gateway_stats_label_overflow_total{{family="{sp.name}"}} {n}\n' for sp, _, n, _ in snaps)
+    out.append(
+        "# HELP gateway_stats_metric_series label sets (series) held per metric family\n"
+        "# TYPE gateway_stats_metric_series gauge\n"
+    )
+    out.extend(f'gateway_stats_metric_series{{family="{sp.name}"}} {n}\n' for sp, _, _, n in snaps)
+    return "".join(out)

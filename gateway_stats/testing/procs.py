@@ -125,6 +125,8 @@ class Stack:
     mode: str = "inline"
     log_format: str = "filter-state"
     with_sidecar: bool = True
+    workers: int = 1  # serve --workers (1: one process, as the suite has always run it)
+    grpc_address: str = ""  # default 127.0.0.1:<grpc_port>; e.g. unix:/path
     sidecar_args: list[str] = field(default_factory=list)
     sidecar_env: dict[str, str] = field(default_factory=dict)
     envoy_extra: dict[str, object] = field(default_factory=dict)
@@ -167,6 +169,10 @@ class Stack:
         self.procs["mockllm"] = p
         wait_http(f"http://127.0.0.1:{self.mock_port}/healthz", proc=p.popen)
 
+    @property
+    def processor_address(self) -> str:
+        return self.grpc_address or f"127.0.0.1:{self.grpc_port}"
+
     def start_sidecar(self) -> None:
         self.grpc_port = self.grpc_port or free_port()
         self.metrics_port = self.metrics_port or free_port()
@@ -176,11 +182,13 @@ class Stack:
             "gateway_stats",
             "serve",
             "--grpc-address",
-            f"127.0.0.1:{self.grpc_port}",
+            self.processor_address,
             "--metrics-address",
             f"127.0.0.1:{self.metrics_port}",
             *self.sidecar_args,
         ]
+        if "--workers" not in self.sidecar_args:
+            argv += ["--workers", str(self.workers)]
         if self.config_path:
             argv += ["--config", self.config_path]
         if self.mode == "observe" and "--ai-log-file" not in self.sidecar_args:
@@ -196,10 +204,11 @@ class Stack:
         opts = EnvoyOptions(
             listen=f"127.0.0.1:{self.envoy_port}",
             upstream=f"127.0.0.1:{self.mock_port}",
-            processor=f"127.0.0.1:{self.grpc_port}",
+            processor=self.processor_address,
             admin=f"127.0.0.1:{self.admin_port}",
             access_log=str(self.access_log),
             mode=self.mode,
+            workers=self.workers,
             log_format=self.log_format,
             separate_fields=load_config(self.config_path).separate_log_fields() if self.config_path else (),
         )

@@ -188,3 +188,52 @@ def test_tiny_bench_run_through_real_envoy(tmp_path: Path) -> None:
     assert inline["sse-16"]["ttfb_ms"]["n"] == inline["sse-16"]["requests"]
     md = (out / "results.md").read_text()
     assert "### JSON chat, 1 connection" in md and "### Targets (issue 6)" in md
+    assert "### Targets (issue 15)" in md
+
+
+def test_setup_names_and_sidecar_config(tmp_path: Path) -> None:
+    import pytest
+    import yaml
+
+    from gateway_stats.bench.stacks import SetUp, sidecar_config
+
+    assert SetUp.parse("inline") == SetUp("inline")
+    assert SetUp.parse("inline-w2-shed") == SetUp("inline", workers=2, shed=True)
+    assert SetUp.parse("inline-nolua-w4") == SetUp("inline-nolua", workers=4)
+    assert SetUp.parse("noop-unix") == SetUp("noop", unix=True)
+    for bad in ("inlin", "noop-w2", "inline-w0", "plain-unix", "observe-fast"):
+        with pytest.raises(ValueError):
+            SetUp.parse(bad)
+    assert report.label("observe-w2") == "Envoy + gateway-stats, observability mode (2 workers)"
+    src = tmp_path / "c.yaml"
+    src.write_text("use_default_attributes: true\ngateway_stats:\n  consumer_header: x-c\n")
+    doc = yaml.safe_load(sidecar_config(src, tmp_path / "s.yaml", True).read_text())
+    assert doc["gateway_stats"] == {"consumer_header": "x-c", "overload": {"enabled": True}}
+
+
+def test_observed_latency_joins_ids_to_ai_log_lines(tmp_path: Path) -> None:
+    from gateway_stats.bench.workloads import _observed_latency
+
+    p = tmp_path / "access.log"
+    line = '{"ai_log":"{\\"chat_id\\":\\"chatcmpl-%09d\\",\\"input_token\\":57}"}\n'
+    p.write_text("".join(line % i for i in (0, 2, 3)) + '{"ai_log":"-"}\n')
+    assert probes.logged_chat_ids(p, 0) == {0, 2, 3}
+    per = {"ids": [0, 1, 2, 3], "latency_us": [1000, 50000, 2000, 3000]}
+    out = _observed_latency(per, probes.logged_chat_ids(p, 0))
+    assert out["unobserved_calls"] == 1 and out["observed_latency_ms"]["max"] == 3.0
+    assert out["unobserved_latency_ms"]["p50"] == 50.0
+    assert canned.json_response_for(b"000000007").count(b"chatcmpl-000000007") == 1
+
+
+def test_issue15_targets_compare_same_repeat() -> None:
+    rows = []
+    for rep in range(3):
+        rows += [
+            _row("plain", "json-16", rep, 1.0, 10000, 80, None),
+            _row("noop", "json-16", rep, 9.0, 1500, 300, 700.0 + rep),
+            _row("inline-w2", "json-16", rep, 9.0, 1600 - rep, 300, 840.0),
+        ]
+    ts = {t.text: t for t in report.targets15(report.Summary(rows))}
+    assert ts["inline-w2: JSON 16 conns throughput ≥ the naive no-op's"].met is True
+    cpu = ts["inline-w2: sidecar CPU per JSON call (16 conns) ≤ 1.3 x the naive no-op's"]
+    assert cpu.met is True and "(x1.20)" in cpu.measured

@@ -24,6 +24,7 @@ from gateway_stats.config import (
     ExtraLabel,
     Limits,
     MetricsConfig,
+    OverloadConfig,
     PluginConfig,
     TracingConfig,
     default_config,
@@ -1377,3 +1378,36 @@ def test_store_watch_polls_until_cancelled(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert store.reloads_ok == 1 and store.current.default.value_length_limit == 2
+
+
+# ------------------------------------------------------------------------------------------ overload
+
+
+def test_overload_defaults_and_parsing() -> None:
+    assert Extensions().overload == OverloadConfig(False, 10, 0, 100)
+    ext = parse_config(
+        {"gateway_stats": {"overload": {"enabled": True, "max_loop_lag_ms": 5, "max_inflight_calls": 300}}}
+    ).extensions
+    assert ext.overload == OverloadConfig(enabled=True, max_loop_lag_ms=5, max_inflight_calls=300)
+    ext = parse_config(
+        {"gateway_stats": {"overload": {"recover_after_ms": 0, "max_inflight_calls": 0}}}
+    ).extensions
+    assert ext.overload == OverloadConfig(recover_after_ms=0)
+
+
+@pytest.mark.parametrize(
+    ("overload", "message"),
+    [
+        ({"enabled": "yes"}, "enabled: expected a boolean (true or false), got string 'yes'"),
+        ({"max_loop_lag_ms": 0}, "max_loop_lag_ms: must be >= 1, got 0"),
+        ({"max_loop_lag_ms": 2.5}, "max_loop_lag_ms: expected an integer, got number 2.5"),
+        ({"max_inflight_calls": -1}, "max_inflight_calls: must be >= 0, got -1"),
+        ({"recover_after_ms": -5}, "recover_after_ms: must be >= 0, got -5"),
+        ({"max_lag_ms": 5}, "max_lag_ms: unknown field (did you mean 'max_loop_lag_ms'?)"),
+    ],
+)
+def test_overload_errors(overload: dict[str, object], message: str) -> None:
+    assert (
+        one_error({"gateway_stats": {"overload": overload}})
+        == f"config.yaml: gateway_stats.overload.{message}"
+    )

@@ -190,6 +190,8 @@ def test_unix_socket_processor(stack_factory, tmp_path: Path) -> None:  # type: 
         f"unix:{sock}",
         "--metrics-address",
         f"127.0.0.1:{st.metrics_port}",
+        "--workers",
+        "1",
     ]
     p = procs._spawn("gateway-stats", argv, st.workdir)
     st.procs["gateway-stats"] = p

@@ -54,7 +54,7 @@ def test_streams_spread_over_several_processes(stack_factory, tmp_path: Path) ->
 
     grpc2, metrics2 = procs.free_port(), procs.free_port()
     argv = [sys.executable, "-m", "gateway_stats", "serve", "--grpc-address", f"127.0.0.1:{grpc2}"]
-    argv += ["--metrics-address", f"127.0.0.1:{metrics2}"]
+    argv += ["--metrics-address", f"127.0.0.1:{metrics2}", "--workers", "1"]
     tmp_path.mkdir(exist_ok=True)
     second = procs._spawn("gateway-stats-2", argv, tmp_path)
     try:
