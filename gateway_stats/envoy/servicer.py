@@ -195,7 +195,7 @@ class ExtProcServicer:
                     self._close_record(obs, now, "complete")
                     emit_pending = True
                 if not observability:
-                    observed = obs.extraction is not None
+                    observed = obs.observed  # an LLM call, or a DIAL rate call being read
                     if changed and observed:
                         try:
                             doc = obs.ai_log()

@@ -13,6 +13,7 @@ def test_over_the_rss_limit_the_sidecar_drains_and_exits(tmp_path: Path) -> None
     gport, mport = procs.free_port(), procs.free_port()
     argv = [sys.executable, "-m", "gateway_stats", "serve", "--grpc-address", f"127.0.0.1:{gport}"]
     argv += ["--metrics-address", f"127.0.0.1:{mport}", "--max-rss-mib", "1", "--drain-seconds", "1"]
+    argv += ["--workers", "1"]  # one process: it is the one that exits (workers are restarted)
     p = procs._spawn("gs", argv, tmp_path)
     try:
         procs.wait_http(f"http://127.0.0.1:{mport}/readyz", proc=p.popen)
