@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from conftest import ai_log_for, ai_logs, metric_value, metrics_text, post, wait_for
 
+from gateway_stats.envoy.aggregate import SNAPSHOT_INTERVAL_S
 from gateway_stats.testing.procs import Stack
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What does Envoy do?"}]}
@@ -130,6 +131,10 @@ def test_killed_worker_is_restarted_and_counted(stack_factory, tmp_path: Path) -
     st = stack_factory(workers=2, envoy_extra=SLOW_OK)
     assert _calls(st, 20, "a") == [200] * 20
     wait_for(lambda: metric_value(metrics_text(st), "gateway_stats_records_total") == 20, timeout=15)
+    # A worker's counts reach the others through its snapshot (written every SNAPSHOT_INTERVAL_S when
+    # something changed): SIGKILL loses what happened since its last one. Let every worker write its
+    # snapshot of these 20 calls before the kill, so the check below is about the merge, not the race.
+    time.sleep(10 * SNAPSHOT_INTERVAL_S)
     before = _workers(st)
     victim = before[0]
     os.kill(victim, signal.SIGKILL)
