@@ -10,9 +10,12 @@ from decimal import Decimal
 from typing import Any
 
 from driver import run_call, sse
+from prometheus_client import CollectorRegistry
 
 from gateway_stats.core.record import CallRecord
 from gateway_stats.records import report
+from gateway_stats.records.config import RecordsConfig, parse_records
+from gateway_stats.sinks.records.writer import RecordsMetrics, RecordsSink
 
 DAY = 86400.0
 
@@ -174,3 +177,25 @@ def assert_report_equals_sql(src: str, q: Any, ph: str, day_sql: str) -> None:
             w["cost"] = {c: str(Decimal(v)) for c, v in w["cost"].items()}
         assert got == want, by
         assert rep["total"]["calls"] == q("SELECT count(*) FROM calls")[0][0]
+
+
+def sink_for(cfg: RecordsConfig, stores: list[Any] | None = None) -> tuple[RecordsSink, CollectorRegistry]:
+    reg = CollectorRegistry()
+    return RecordsSink(cfg, RecordsMetrics(reg), stores), reg
+
+
+def sample(reg: CollectorRegistry, name: str, **labels: str) -> float:
+    v = reg.get_sample_value(name, labels)
+    return 0.0 if v is None else v
+
+
+def write_rows(cfg: dict[str, Any], recs: list[Any]) -> None:
+    """Write `recs` through a records sink built from `cfg` and check every store wrote them all."""
+    rc = parse_records({**cfg, "flush_interval_ms": 10, "batch_size": 1000})
+    assert rc is not None
+    sink, _ = sink_for(rc)
+    for r in recs:
+        sink.emit(r, {})
+    sink.close()
+    for w in sink.writers:
+        assert w.written == len(recs), (w.name, w.dropped)

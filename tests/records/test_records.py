@@ -12,40 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 from records_util import DAY, assert_report_equals_sql, make_record
+from records_util import write_rows as _write_rows
 
 from gateway_stats.cli import main as cli_main
 from gateway_stats.config import ConfigError, parse_config
 from gateway_stats.records import load, report, schema
-from gateway_stats.records.config import RecordsConfig, parse_records
+from gateway_stats.records.config import parse_records
 from gateway_stats.records.read import Filters, fetch, parse_since
 from gateway_stats.records.row import call_row, outcome
-from gateway_stats.sinks.records.writer import RecordsMetrics, RecordsSink
 from gateway_stats.testing.servers import chromium_check
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def sink_for(cfg: RecordsConfig, stores: list[Any] | None = None) -> tuple[RecordsSink, CollectorRegistry]:
-    reg = CollectorRegistry()
-    return RecordsSink(cfg, RecordsMetrics(reg), stores), reg
-
-
-def sample(reg: CollectorRegistry, name: str, **labels: str) -> float:
-    v = reg.get_sample_value(name, labels)
-    return 0.0 if v is None else v
-
-
-def _write_rows(cfg: dict[str, Any], recs: list[Any]) -> None:
-    rc = parse_records({**cfg, "flush_interval_ms": 10, "batch_size": 1000})
-    assert rc is not None
-    sink, _ = sink_for(rc)
-    for r in recs:
-        sink.emit(r, {})
-    sink.close()
-    for w in sink.writers:
-        assert w.written == len(recs), (w.name, w.dropped)
 
 
 def test_config_block_parses_and_names_bad_fields() -> None:
