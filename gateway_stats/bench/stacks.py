@@ -145,11 +145,12 @@ def _wait_file(path: Path, p: Proc, timeout: float = 20.0) -> None:
 
 
 def sidecar_config(src: Path, dst: Path, shed: bool, kind: str = "inline") -> Path:
-    """The bench's sidecar config: `src` with load shedding on (product defaults) or off, and for
-    inline-norecords without its `records` block."""
+    """The bench's sidecar config: `src` with load shedding on (its budget, else the product defaults)
+    or off, and for inline-norecords without its `records` block."""
     doc = yaml.safe_load(src.read_text()) or {}
     ext = doc.setdefault("gateway_stats", {}) if isinstance(doc, dict) else {}
-    ext["overload"] = {"enabled": shed}
+    overload = ext.get("overload") if isinstance(ext.get("overload"), dict) else {}
+    ext["overload"] = {**overload, "enabled": shed}  # the source's budget, if it sets one
     if kind == "inline-norecords":
         ext.pop("records", None)
     dst.write_text(yaml.safe_dump(doc, sort_keys=False))
