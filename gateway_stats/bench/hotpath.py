@@ -17,6 +17,7 @@ import pstats
 import statistics
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=str(REPO / "config" / "gateway-stats.yaml"))
     p.add_argument("--profile", action="store_true")
     args = p.parse_args(argv)
-    rt = Runtime(ConfigStore(args.config))
+    store = ConfigStore(args.config)
+    # No records writer: its thread would write a database into the working directory; the bench
+    # (`make bench`, inline vs inline-norecords) measures what it costs.
+    cfg = store.current
+    store.current = replace(cfg, extensions=replace(cfg.extensions, records=None))
+    rt = Runtime(store)
     servicer = ExtProcServicer(rt)
     msgs = messages(args.sse)
     loop = asyncio.new_event_loop()

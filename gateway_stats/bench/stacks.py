@@ -163,11 +163,13 @@ def _wait_file(path: Path, p: Proc, timeout: float = 20.0) -> None:
 
 
 def sidecar_config(src: Path, dst: Path, shed: bool, kind: str = "inline") -> Path:
-    """The bench's sidecar config: `src` with load shedding on (product defaults) or off; for
-    inline-norecords without its `records` block, for inline-analytics with `ANALYTICS`."""
+    """The bench's sidecar config: `src` with load shedding on (its budget, else the product defaults)
+    or off; for inline-norecords without its `records` block, for inline-analytics with `ANALYTICS`."""
     doc = yaml.safe_load(src.read_text()) or {}
     ext = doc.setdefault("gateway_stats", {}) if isinstance(doc, dict) else {}
-    ext["overload"] = {"enabled": shed}
+    source = ext.get("overload")
+    overload: dict[str, Any] = source if isinstance(source, dict) else {}
+    ext["overload"] = {**overload, "enabled": shed}  # the source's budget, if it sets one
     if kind == "inline-norecords":
         ext.pop("records", None)
     elif kind == "inline-analytics":
