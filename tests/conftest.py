@@ -41,10 +41,8 @@ def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
         s.stop()
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One inline stack shared by a module (default config: usage and model only)."""
-    s = Stack(tmp_path_factory.mktemp("stack"))
+def running(s: Stack) -> Iterator[Stack]:
+    """Start `s` for a fixture, printing every process's log tail if it fails to start; stop it after."""
     try:
         s.start()
     except Exception:
@@ -54,6 +52,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         raise
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One inline stack shared by a module (default config: usage and model only)."""
+    s = Stack(tmp_path_factory.mktemp("stack"))
+    yield from running(s)
 
 
 def post(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import access_lines, metrics_text, post, wait_for
+from conftest import access_lines, metrics_text, post, running, wait_for
 
 from gateway_stats.testing.procs import Stack
 
@@ -159,15 +159,7 @@ def cost_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     (d / "prices.json").write_text(json.dumps(PRICES))
     (d / "config.yaml").write_text(CONFIG)
     s = Stack(d / "stack", config_path=str(d / "config.yaml"))
-    try:
-        s.start()
-    except Exception:
-        for p in s.procs.values():
-            print(f"--- {p.name} ---\n{p.log_text()[-3000:]}")
-        s.stop()
-        raise
-    yield s
-    s.stop()
+    yield from running(s)
 
 
 def exact_ai_logs(stack: Stack) -> list[dict[str, Any]]:
