@@ -309,8 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--log-format",
         choices=["filter-state", "dynamic-metadata"],
-        default="filter-state",
-        help="filter-state: Higress's exact line via wasm.ai_log (Lua copy); dynamic-metadata: no Lua",
+        default="dynamic-metadata",
+        help="dynamic-metadata: the ai_log line read from our dynamic metadata (the Higress line, no Lua); "
+        "filter-state: a Lua filter also copies it into Higress's wasm.ai_log filter state, for access-log "
+        "formats that read %%FILTER_STATE(wasm.ai_log:PLAIN)%% (a Higress cutover); costs Envoy ~100-170 "
+        "us of CPU per call (docs/benchmarks.md) (default: %(default)s)",
     )
     e.add_argument(
         "--namespace", default="gateway_stats", help="dynamic metadata namespace (must match config)"

@@ -20,7 +20,7 @@ LABELS = {
     "inline": "Envoy + gateway-stats, inline",
     "inline-norecords": "Envoy + gateway-stats, inline, records off",
     "inline-analytics": "Envoy + gateway-stats, inline, + language and topic",
-    "inline-nolua": "Envoy + gateway-stats, inline, no Lua",
+    "inline-lua": "Envoy + gateway-stats, inline, Lua copy to wasm.ai_log",
     "observe": "Envoy + gateway-stats, observability mode",
 }
 

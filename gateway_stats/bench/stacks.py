@@ -3,10 +3,11 @@
 * plain    - Envoy alone: the baseline every ratio is taken against.
 * noop     - Envoy + the naive no-op processor (headers SEND, request body BUFFERED, response body
              STREAMED): the floor gateway-stats must beat inline.
-* inline   - Envoy + gateway-stats exactly as deploy/envoy.yaml (Lua copy, filter-state ai_log line),
-             realistic config (config/gateway-stats.yaml: full preset, question/answer, metrics).
+* inline   - Envoy + gateway-stats exactly as deploy/envoy.yaml (the ai_log line read from our dynamic
+             metadata, no Lua), realistic config (config/gateway-stats.yaml: full preset, question/answer, metrics).
 * observe  - Envoy in observability_mode + gateway-stats writing the ai_log lines itself.
-Optional: inline-nolua (the %DYNAMIC_METADATA% access log, no Lua filter), noop-observe, and
+Optional: inline-lua (`envoy-config --log-format filter-state`: the Lua copy into Higress's wasm.ai_log
+filter state and the %FILTER_STATE% access log, for a Higress cutover), noop-observe, and
 inline-norecords (inline with the config's `gateway_stats.records` block removed: run it beside inline
 to see what the SQLite records writer costs; config/gateway-stats.yaml enables it), and
 inline-analytics (inline plus language detection and topic rules, `ANALYTICS` below: run it beside
@@ -49,7 +50,7 @@ BASES = (
     "noop",
     "inline",
     "observe",
-    "inline-nolua",
+    "inline-lua",
     "noop-observe",
     "inline-norecords",
     "inline-analytics",
@@ -58,7 +59,7 @@ CONFIGS = (*BASES, "inline-w2", "inline-w2-shed", "observe-w2", "inline-unix", "
 DEFAULT_CONFIGS = ("plain", "noop", "inline", "inline-w2", "inline-w2-shed", "observe", "observe-w2")
 
 
-GATEWAY_STATS = ("inline", "observe", "inline-nolua", "inline-norecords", "inline-analytics")
+GATEWAY_STATS = ("inline", "observe", "inline-lua", "inline-norecords", "inline-analytics")
 
 
 @dataclass(frozen=True)
@@ -118,10 +119,10 @@ def _hcm(cfg: dict[str, Any]) -> dict[str, Any]:
 def envoy_config(kind: str, o: EnvoyOptions) -> dict[str, Any]:
     """The bootstrap for one set-up (see the module docstring)."""
     if kind in ("inline", "observe", "inline-norecords", "inline-analytics"):
-        o.mode, o.log_format = kind.split("-")[0], "filter-state"
+        o.mode, o.log_format = kind.split("-")[0], "dynamic-metadata"  # envoy-config's default
         return bootstrap(o)
-    if kind == "inline-nolua":
-        o.mode, o.log_format = "inline", "dynamic-metadata"
+    if kind == "inline-lua":
+        o.mode, o.log_format = "inline", "filter-state"
         return bootstrap(o)
     o.mode = "observe" if kind == "noop-observe" else "inline"
     o.log_format = "dynamic-metadata"  # no Lua filter
@@ -213,7 +214,7 @@ class BenchStack:
 
     @property
     def is_gateway_stats(self) -> bool:
-        return self.kind in ("inline", "observe", "inline-nolua", "inline-norecords", "inline-analytics")
+        return self.kind in ("inline", "observe", "inline-lua", "inline-norecords", "inline-analytics")
 
     @property
     def is_noop(self) -> bool:
@@ -223,7 +224,7 @@ class BenchStack:
     def ai_log_path(self) -> Path | None:
         if self.kind == "observe":
             return self.ai_log_file
-        if self.kind in ("inline", "inline-nolua", "inline-norecords", "inline-analytics"):
+        if self.kind in ("inline", "inline-lua", "inline-norecords", "inline-analytics"):
             return self.access_log
         return None
 

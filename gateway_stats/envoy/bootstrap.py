@@ -66,7 +66,8 @@ class EnvoyOptions:
     access_log: str = "/dev/stdout"
     mode: str = "inline"  # inline | observe
     workers: int = 1  # `serve --workers N` behind each processor address (see envoy/workers.py)
-    log_format: str = "filter-state"  # filter-state (exact Higress line) | dynamic-metadata
+    # dynamic-metadata: the Higress line read from our metadata | filter-state: + Lua copy into wasm.<key>
+    log_format: str = "dynamic-metadata"
     namespace: str = "gateway_stats"
     route_name: str = "llm"
     message_timeout_ms: int = 200

@@ -123,7 +123,7 @@ class Stack:
     workdir: Path
     config_path: str | None = None
     mode: str = "inline"
-    log_format: str = "filter-state"
+    log_format: str = "dynamic-metadata"  # envoy-config's default
     with_sidecar: bool = True
     workers: int = 1  # serve --workers (1: one process, as the suite has always run it)
     grpc_address: str = ""  # default 127.0.0.1:<grpc_port>; e.g. unix:/path

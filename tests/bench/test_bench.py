@@ -85,10 +85,15 @@ def test_envoy_configs_only_narrow_the_deployed_bootstrap() -> None:
     assert "metadata_options" not in ext and ext["failure_mode_allow"] is True
 
     o = opts()
-    o.mode, o.log_format = "inline", "filter-state"
-    assert envoy_config("inline", opts()) == bootstrap(o)
+    o.mode, o.log_format = "inline", "dynamic-metadata"
+    assert envoy_config("inline", opts()) == bootstrap(o)  # exactly envoy-config's default
+    names = [f["name"] for f in _filters(envoy_config("inline", opts()))]
+    assert names == ["envoy.filters.http.ext_proc", "envoy.filters.http.router"]
     o.mode = "observe"
     assert envoy_config("observe", opts()) == bootstrap(o)
+    o.mode, o.log_format = "inline", "filter-state"
+    lua = envoy_config("inline-lua", opts())
+    assert lua == bootstrap(o) and _filters(lua)[0]["name"] == "envoy.filters.http.lua"
 
 
 def _row(cfg: str, wl: str, rep: int, p50: float, rps: float, envoy: float, proc: float | None) -> dict:  # type: ignore[type-arg]
@@ -199,7 +204,7 @@ def test_setup_names_and_sidecar_config(tmp_path: Path) -> None:
 
     assert SetUp.parse("inline") == SetUp("inline")
     assert SetUp.parse("inline-w2-shed") == SetUp("inline", workers=2, shed=True)
-    assert SetUp.parse("inline-nolua-w4") == SetUp("inline-nolua", workers=4)
+    assert SetUp.parse("inline-lua-w4") == SetUp("inline-lua", workers=4)
     assert SetUp.parse("noop-unix") == SetUp("noop", unix=True)
     for bad in ("inlin", "noop-w2", "inline-w0", "plain-unix", "observe-fast"):
         with pytest.raises(ValueError):

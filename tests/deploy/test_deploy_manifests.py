@@ -282,8 +282,9 @@ def test_service_and_podmonitor_point_at_the_pod(name: str) -> None:
 
 
 def _generated(processor: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(http filters before the router, the gateway_stats cluster) of `gateway-stats envoy-config`."""
-    boot = bootstrap(EnvoyOptions(processor=processor))
+    """(http filters before the router, the gateway_stats cluster) of `gateway-stats envoy-config
+    --log-format filter-state`: the Lua copy into `wasm.ai_log`, then ext_proc."""
+    boot = bootstrap(EnvoyOptions(processor=processor, log_format="filter-state"))
     hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     (cluster,) = [c for c in boot["static_resources"]["clusters"] if c["name"] == "gateway_stats"]
     return hcm["http_filters"][:-1], cluster

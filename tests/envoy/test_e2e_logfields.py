@@ -68,6 +68,22 @@ def test_envoy_config_takes_separate_fields_from_config(tmp_path: Path) -> None:
         text=True,
         check=True,
     ).stdout
+    assert '"tenant":"%DYNAMIC_METADATA(my_ns:tenant)%"' in out and "lua" not in out.lower()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway_stats",
+            "envoy-config",
+            "--config",
+            str(cfg),
+            "--log-format",
+            "filter-state",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert '"tenant":"%FILTER_STATE(wasm.tenant:PLAIN)%"' in out
     assert '"req_meta":"%FILTER_STATE(wasm.req_meta:PLAIN)%"' in out
     assert 'local NS = "my_ns"' in str(yaml.safe_load(out))  # the Lua copy reads that namespace
