@@ -4,7 +4,8 @@
 * noop     - Envoy + the naive no-op processor (headers SEND, request body BUFFERED, response body
              STREAMED): the floor gateway-stats must beat inline.
 * inline   - Envoy + gateway-stats exactly as deploy/envoy.yaml (the ai_log line read from our dynamic
-             metadata, no Lua), realistic config (config/gateway-stats.yaml: full preset, question/answer, metrics).
+             metadata, no Lua), realistic config (config/gateway-stats.yaml: full preset,
+             question/answer, metrics).
 * observe  - Envoy in observability_mode + gateway-stats writing the ai_log lines itself.
 Optional: inline-lua (`envoy-config --log-format filter-state`: the Lua copy into Higress's wasm.ai_log
 filter state and the %FILTER_STATE% access log, for a Higress cutover), noop-observe, and
