@@ -4,7 +4,8 @@ Feedback arrives after the call it rates, carrying only an id: DIAL's `responseI
 id), or for `POST /v1/feedback` a request id, response id or Athina `external_reference_id`. The
 counter `gateway_stats_feedback_total{ai_model,ai_route,…}` and the Athina update need the rated call's
 model, route and reference id at once, in memory. A bounded LRU (oldest out first) holds the few fields
-needed for the last N calls; the stores join on their own (by response id) for history beyond it.
+needed for the last N calls (`feedback.recent_calls`, 50,000 by default: ~30-40 MB); the stores
+join on their own (by response id) for history beyond it.
 """
 
 from __future__ import annotations
@@ -43,7 +44,16 @@ class RecentCalls:
     def __len__(self) -> int:
         return len(self._by)
 
+    def resize(self, capacity: int) -> None:
+        """A config reload's `feedback.recent_calls`: a smaller table drops its oldest calls at once."""
+        with self._lock:
+            self.capacity = capacity
+            while len(self._by) > capacity * 3:
+                self._by.popitem(last=False)
+
     def add(self, rec: CallRecord) -> None:
+        if not self.capacity:
+            return
         ref = CallRef(
             request_id=rec.request_id,
             response_id=rec.chat_id,

@@ -38,7 +38,7 @@ ANALYTICS_FIELDS = ("language", "topics", "topic_classifier", "user", "segmentat
 LANGUAGE_FIELDS = ("enabled", "languages", "min_confidence", "max_chars", "ai_log")
 USER_FIELDS = ("header", "body", "key_env", "key_file", "store_raw")
 SEGMENT_FIELDS = ("prompt_slug", "environment", "customer_id", "customer_user_id", "external_reference_id")
-FEEDBACK_FIELDS = ("token_env", "token_file", "dial_rate", "max_body_bytes")
+FEEDBACK_FIELDS = ("token_env", "token_file", "dial_rate", "max_body_bytes", "recent_calls")
 ATHINA_FIELDS = (
     "url",
     "feedback_url",
@@ -98,6 +98,9 @@ class FeedbackSettings:
     token: str = field(default="", repr=False)  # bearer token of POST /v1/feedback; "" = endpoint off
     dial_rate: bool = True  # recognise DIAL's `POST .../v1/<deployment>/rate` crossing Envoy
     max_body_bytes: int = 65536
+    # Calls remembered in memory for joining feedback to them (analytics/joins.py); ~0.6-0.8 KB each.
+    # 0 = none: feedback then carries only what it names itself, the stores still join by id.
+    recent_calls: int = 50_000
 
     @property
     def endpoint_enabled(self) -> bool:
@@ -407,6 +410,7 @@ def _feedback(errors: list[str], raw: Mapping[str, Any], path: str) -> FeedbackS
         token=token,
         dial_rate=f.boolean("dial_rate", True),
         max_body_bytes=f.integer("max_body_bytes", 65536, 1024, 16 << 20),
+        recent_calls=f.integer("recent_calls", 50_000, 0, 1_000_000),
     )
 
 

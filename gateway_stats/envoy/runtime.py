@@ -60,7 +60,7 @@ class Runtime:
             self.sinks.sinks.append(self.records)
         # analytics (issue 13): feedback joined to recent calls; language/topic off the request path
         self.feedback_hub = FeedbackHub(
-            RecentCalls(),
+            RecentCalls(store.current.extensions.analytics.feedback.recent_calls),
             self._feedback_consumers,
             on_error=lambda name: self.self_metrics.errors.labels("feedback").inc(),
         )
@@ -95,6 +95,8 @@ class Runtime:
             log.warning("records settings changed in %s: they take effect at the next restart", cfg.source)
         an = cfg.extensions.analytics
         self.enricher.reconfigure(an)
+        if an.feedback.recent_calls != self.feedback_hub.recent.capacity:
+            self.feedback_hub.recent.resize(an.feedback.recent_calls)
         if self.athina is not None:
             self.athina.reconfigure(an.athina)
         elif an.athina.enabled:

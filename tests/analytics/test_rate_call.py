@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from driver import run_call
 
 from gateway_stats.analytics.feedback import FeedbackHub
 from gateway_stats.analytics.joins import RecentCalls
-from gateway_stats.config import parse_config
+from gateway_stats.config import ConfigError, parse_config
 from gateway_stats.config.store import ConfigStore
 from gateway_stats.core.feedback import Feedback, apply_rate_body, rate_deployment
 from gateway_stats.envoy.runtime import Runtime
@@ -128,3 +129,31 @@ def test_recent_calls_are_bounded() -> None:
     assert len(recent) <= 30
     assert recent.find(Feedback("api", response_id="c-99")) is not None
     assert recent.find(Feedback("api", response_id="c-0")) is None
+
+
+def test_recent_calls_size_comes_from_the_config_and_follows_a_reload(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("gateway_stats:\n  feedback: {recent_calls: 5}\n")
+    rt = Runtime(ConfigStore(str(cfg)))
+    recent = rt.feedback_hub.recent
+    assert recent.capacity == 5
+    for i in range(20):
+        call = run_call(
+            request={"model": "m", "messages": []}, response=CHAT.replace(b"chatcmpl-42", f"c-{i}".encode())
+        )
+        call.rec.request_id = f"q-{i}"
+        rt.feedback_hub.note_call(call.rec)
+    assert 0 < len(recent) <= 15 and recent.find(Feedback("api", response_id="c-19")) is not None
+    rt.reconfigure(parse_config({"gateway_stats": {"feedback": {"recent_calls": 1}}}))
+    assert recent.capacity == 1 and len(recent) <= 3  # shrunk at once, the newest call kept
+    assert recent.find(Feedback("api", response_id="c-19")) is not None
+    assert recent.find(Feedback("api", response_id="c-18")) is None
+    rt.reconfigure(parse_config({"gateway_stats": {"feedback": {"recent_calls": 0}}}))
+    assert len(recent) == 0
+    rt.feedback_hub.note_call(call.rec)
+    assert len(recent) == 0  # off: nothing is kept
+
+
+def test_recent_calls_setting_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"feedback\.recent_calls.*between 0 and 1000000"):
+        parse_config({"gateway_stats": {"feedback": {"recent_calls": -1}}})
