@@ -41,6 +41,7 @@ def _secret_str(name: str) -> bool:
     return name.lower() in SECRET_HEADERS or _SECRET_FIELD.search(name) is not None
 
 
+@functools.lru_cache(maxsize=1024)  # a config's attribute values: computed once, not per call
 def named_secrets(path_or_header: str) -> frozenset[str]:
     """The secret names a config path or header names itself (so its own value is not redacted)."""
     parts = re.split(r"[^A-Za-z0-9_-]+", path_or_header)
