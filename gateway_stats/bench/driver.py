@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         wls_ = [w for w in workloads(False, True) if w.name in names]
         if saved.get("workloads"):
             wls_ = [Workload(**w) for w in saved["workloads"]]
-        cfgs = list(dict.fromkeys(r["config"] for r in rows_))
+        cfgs = report.Summary(rows_).configs()  # the baselines first, as a live run lists them
         md = render(rows_, wls_, cfgs, info_, argparse.Namespace(quick=bool(saved.get("quick"))))
         say(md)
         if args.write_doc:
