@@ -59,6 +59,7 @@ class Sidecar:
         self._stop = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
         self._snapshots: asyncio.Task[None] | None = None
+        self.servicer: ExtProcServicer | None = None
         self._monitor: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -81,7 +82,8 @@ class Sidecar:
         )
         shedder = Shedder(lambda: rt.config.extensions.overload)
         rt.self_metrics.per_message.lag = lambda: shedder.lag
-        ExtProcServicer(rt, shedder).add_to_server(server)
+        self.servicer = ExtProcServicer(rt, shedder)
+        self.servicer.add_to_server(server)
         health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         self.health = health
@@ -162,6 +164,8 @@ class Sidecar:
         if self.grpc_server is not None:
             log.info("draining in-flight streams for up to %.1fs", self.opts.drain_seconds)
             await self.grpc_server.stop(self.opts.drain_seconds)
+        if self.servicer is not None:
+            self.servicer.flush()  # the calls that ended last, before the sinks close
         if self.side is not None:
             await self.side.stop()
         if self.health_side is not None:

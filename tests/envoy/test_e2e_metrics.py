@@ -342,6 +342,8 @@ def test_self_metrics(stack_factory, tmp_path: Path) -> None:  # type: ignore[no
     wait_for(
         lambda: metric_value(metrics_text(st), "gateway_stats_active_streams") == 0, what="streams closed"
     )
+    # finished calls reach the sinks in batches (servicer.EMIT_DELAY_S after the last one)
+    wait_for(lambda: metric_value(metrics_text(st), "gateway_stats_sse_resyncs_total") == 1, what="sinks")
     text = metrics_text(st)
     assert metric_value(text, "gateway_stats_messages_total", phase="request_headers") == 3
     assert metric_value(text, "gateway_stats_messages_total", phase="response_body") >= 3
