@@ -242,3 +242,13 @@ def test_issue15_targets_compare_same_repeat() -> None:
     assert ts["inline-w2: JSON 16 conns throughput ≥ the naive no-op's"].met is True
     cpu = ts["inline-w2: sidecar CPU per JSON call (16 conns) ≤ 1.3 x the naive no-op's"]
     assert cpu.met is True and "(x1.20)" in cpu.measured
+
+
+def test_hotpath_runs_warm_and_cold(capsys) -> None:  # type: ignore[no-untyped-def]
+    from gateway_stats.bench import hotpath
+
+    assert hotpath.main(["--calls", "5"]) == 0
+    assert hotpath.main(["--calls", "5", "--cold"]) == 0
+    warm, cold = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert warm.startswith("JSON call, 4 messages: ") and "evicted" not in warm
+    assert "(caches evicted before each message)" in cold
