@@ -34,6 +34,7 @@ from typing import Any
 
 from gateway_stats.config.analytics import AnalyticsSettings, LanguageSettings, TopicSettings
 from gateway_stats.core.record import CallRecord
+from gateway_stats.warn_once import WarnOnce
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class Enricher:
         self._proc: Any = None
         self._conn: Connection | None = None
         self._ready = False
-        self._warned: set[str] = set()
+        self._trouble = WarnOnce(log)
         self._early: queue.Queue[CallRecord] | None = None
 
     @property
@@ -327,10 +328,3 @@ class Enricher:
             if kind != "ok":
                 raise RuntimeError(payload)
             return payload
-
-    def _trouble(self, kind: str, msg: str) -> None:
-        if kind in self._warned:
-            log.debug(msg)
-        else:
-            self._warned.add(kind)
-            log.warning("%s (logged once; further ones at debug level)", msg)

@@ -39,6 +39,7 @@ from gateway_stats.config.analytics import AthinaSettings
 from gateway_stats.core.feedback import Feedback
 from gateway_stats.core.record import CallRecord
 from gateway_stats.sinks.metrics import is_llm_call
+from gateway_stats.warn_once import WarnOnce
 
 if TYPE_CHECKING:
     from gateway_stats.analytics.enricher import Enricher
@@ -157,7 +158,7 @@ class AthinaSink:
         self._on_count = on_count
         self._sleep = sleep
         self._q: queue.Queue[tuple[str, Any] | None] = queue.Queue(settings.queue_size)
-        self._warned: set[str] = set()
+        self._trouble = WarnOnce(log)
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="gateway-stats-athina", daemon=True)
         self._thread.start()
@@ -256,10 +257,3 @@ class AthinaSink:
                 return
             self._sleep(delay)
             delay = min(delay * 2, 8.0)
-
-    def _trouble(self, kind: str, msg: str) -> None:
-        if kind in self._warned:
-            log.debug(msg)
-        else:
-            self._warned.add(kind)
-            log.warning("%s (logged once; further ones at debug level)", msg)
