@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from gateway_stats.testing.procs import Stack
+from gateway_stats.testing.procs import Stack, complete_lines
 
 TRAFFIC: list[tuple[str, str, dict[str, Any], dict[str, str]]] = [
     (
@@ -85,8 +85,7 @@ def _wait_lines(path: Path, n: int, timeout: float = 10.0) -> list[str]:
     deadline = time.monotonic() + timeout
     lines: list[str] = []
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        lines = complete_lines(path)
         if len(lines) >= n:
             break
         time.sleep(0.1)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway_stats.testing.procs import Stack
+from gateway_stats.testing.procs import Stack, complete_lines
 from gateway_stats.testing.servers import InfluxServer, PostgresServer, chromium_binary, missing
 
 
@@ -80,11 +80,7 @@ def post(
 
 
 def access_lines(stack: Stack) -> list[dict[str, Any]]:
-    try:
-        text = stack.access_log.read_text()
-    except OSError:
-        return []
-    return [json.loads(ln) for ln in text.splitlines() if ln.strip()]
+    return [json.loads(ln) for ln in complete_lines(stack.access_log)]
 
 
 def ai_logs(stack: Stack) -> list[dict[str, Any]]:

@@ -22,6 +22,20 @@ from gateway_stats.config import load_config
 from gateway_stats.envoy.bootstrap import EnvoyOptions, render
 
 
+def complete_lines(path: Path) -> list[str]:
+    """The non-blank lines of a log another process is writing, without a partial last line.
+
+    Envoy flushes its access log in chunks, so a read can end mid-line; that tail is not a
+    line yet and is left for the next read. A missing file has no lines.
+    """
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    end = text.rfind("\n")
+    return [ln for ln in text[: end + 1].splitlines() if ln.strip()]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

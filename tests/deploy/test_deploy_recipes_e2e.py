@@ -241,7 +241,7 @@ def test_recipe_envoyfilters_observe_a_call(
         sent = json.loads(raw)
 
         def line() -> dict[str, Any] | None:
-            for ln in log.read_text().splitlines() if log.exists() else []:
+            for ln in procs.complete_lines(log):
                 d = json.loads(ln)
                 if d[ai_log_field] not in ("", "-"):
                     return d

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from conftest import access_lines, metrics_text, post, running, wait_for
 
-from gateway_stats.testing.procs import Stack
+from gateway_stats.testing.procs import Stack, complete_lines
 
 PRICES = {
     "e2e-chat": {
@@ -219,7 +219,7 @@ def test_cost_in_ai_log_and_counter(
 def test_the_ai_log_line_has_the_cost_as_a_plain_json_number(cost_stack: Stack) -> None:
     post(cost_stack.envoy_port, *chat("e2e-chat"), {**tokens(1000, 200, 600), "x-mock-chat-id": "cost-raw"})
     line = wait_for(
-        lambda: next((ln for ln in cost_stack.access_log.read_text().splitlines() if "cost-raw" in ln), None),
+        lambda: next((ln for ln in complete_lines(cost_stack.access_log) if "cost-raw" in ln), None),
         10,
         "access-log line",
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from conftest import ai_log_for, ai_logs, metric_value, metrics_text, post, wait_for
 
-from gateway_stats.testing.procs import Stack, envoy_binary
+from gateway_stats.testing.procs import Stack, complete_lines, envoy_binary
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What does Envoy do?"}]}
 
@@ -237,20 +237,17 @@ def test_observability_mode_writes_ai_log_itself(stack_factory) -> None:  # type
     assert status == 200
 
     def line() -> dict[str, object] | None:
-        try:
-            for ln in st.ai_log_file.read_text().splitlines():
-                d = json.loads(ln)
-                if json.loads(d["ai_log"]).get("chat_id") == "e2e-observe":
-                    return d
-        except OSError:
-            return None
+        for ln in complete_lines(st.ai_log_file):
+            d = json.loads(ln)
+            if json.loads(d["ai_log"]).get("chat_id") == "e2e-observe":
+                return d
         return None
 
     d = wait_for(line, what="observe-mode ai_log line")
     ai = json.loads(d["ai_log"])
     assert ai["input_token"] > 0 and ai["model"] == "gpt-4o-mini"
     # Joinable with Envoy's access log by request id.
-    envoy_ids = {json.loads(x)["request_id"] for x in st.access_log.read_text().splitlines() if x.strip()}
+    envoy_ids = {json.loads(x)["request_id"] for x in complete_lines(st.access_log)}
     assert d["request_id"] in envoy_ids
 
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import metric_value, metrics_text, post, wait_for
 
-from gateway_stats.testing.procs import Stack
+from gateway_stats.testing.procs import Stack, complete_lines
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "What does Envoy do?"}]}
 HOOKS = {"GATEWAY_STATS_TEST_HOOKS": "1"}
@@ -35,12 +35,8 @@ def _logged(stack: Stack) -> dict[str, dict[str, Any]]:
     """chat_id -> ai_log, from Envoy's access log (inline) or our own ai_log file (observe)."""
     path = stack.ai_log_file if stack.mode == "observe" else stack.access_log
     out: dict[str, dict[str, Any]] = {}
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        v = json.loads(line).get("ai_log") if line.strip() else None
+    for line in complete_lines(path):
+        v = json.loads(line).get("ai_log")
         if isinstance(v, str) and v not in ("", "-"):
             d = json.loads(v)
             if d.get("chat_id"):

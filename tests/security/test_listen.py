@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway_stats.testing import procs
-from gateway_stats.testing.procs import Stack
+from gateway_stats.testing.procs import Stack, complete_lines
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "tls?"}]}
 
@@ -98,7 +98,7 @@ def _observed(st: Stack, marker: str, timeout: float = 10.0) -> bool:
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for line in st.access_log.read_text().splitlines() if st.access_log.exists() else []:
+        for line in complete_lines(st.access_log):
             v = json.loads(line).get("ai_log")
             if isinstance(v, str) and v not in ("", "-") and json.loads(v).get("chat_id") == marker:
                 return True
