@@ -14,10 +14,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import ai_log_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway_stats.testing import procs
-from gateway_stats.testing.procs import Stack, complete_lines
+from gateway_stats.testing.procs import Stack
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "tls?"}]}
 
@@ -94,16 +95,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _observed(st: Stack, marker: str, timeout: float = 10.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in complete_lines(st.access_log):
-            v = json.loads(line).get("ai_log")
-            if isinstance(v, str) and v not in ("", "-") and json.loads(v).get("chat_id") == marker:
-                return True
-        time.sleep(0.1)
-    return False
+    try:
+        ai_log_for(st, marker, timeout)
+    except AssertionError:  # timed out
+        return False
+    return True
 
 
 def _call(st: Stack, marker: str) -> int:
