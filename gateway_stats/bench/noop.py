@@ -7,6 +7,11 @@ end of stream and writes the number to --count-file ten times a second, so the b
 calls it saw. `--loop uvloop` and `--threads` (grpcio's threaded server, a thread per open stream)
 are for the transport comparison (`python -m gateway_stats.bench --transports`); the floor of
 `make bench` is the plain grpc.aio one on the stock asyncio loop.
+
+`--stop-after-headers` (the bench's `noop-stop` set-up) answers the request headers with a mode
+override that turns every other phase off and ends the stream: one message per call, the least a
+call can cost the side stream. It splits the no-op's cost into its per-stream and per-message parts,
+and it is the floor of a call gateway-stats sheds (envoy/shedding.py), which answers the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 
 import grpc
 
+from gateway_stats._proto.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 
@@ -35,11 +41,24 @@ _CONTINUE = {
     "request_trailers": pb.ProcessingResponse(request_trailers=pb.TrailersResponse()),
     "response_trailers": pb.ProcessingResponse(response_trailers=pb.TrailersResponse()),
 }
+_SKIP, _NONE = pm.ProcessingMode.SKIP, pm.ProcessingMode.NONE
+_STOP = pb.ProcessingResponse(
+    request_headers=pb.HeadersResponse(),
+    mode_override=pm.ProcessingMode(
+        request_header_mode=_SKIP,
+        response_header_mode=_SKIP,
+        request_body_mode=_NONE,
+        response_body_mode=_NONE,
+        request_trailer_mode=_SKIP,
+        response_trailer_mode=_SKIP,
+    ),
+)
 
 
 class NoopProcessor(pb_grpc.ExternalProcessorServicer):
-    def __init__(self) -> None:
+    def __init__(self, stop_after_headers: bool = False) -> None:
         self.completed = 0
+        self.stop_after_headers = stop_after_headers
 
     async def Process(
         self, request_iterator: AsyncIterator[pb.ProcessingRequest], context: grpc.aio.ServicerContext
@@ -48,6 +67,11 @@ class NoopProcessor(pb_grpc.ExternalProcessorServicer):
             phase = req.WhichOneof("request")
             if phase is None:
                 continue
+            if self.stop_after_headers and phase == "request_headers":
+                self.completed += 1  # streams ended here (the bench waits on this count to settle)
+                if not req.observability_mode:
+                    yield _STOP
+                return
             if (phase == "response_body" and req.response_body.end_of_stream) or (
                 phase == "response_headers" and req.response_headers.end_of_stream
             ):
@@ -113,9 +137,9 @@ async def _write_count(proc: NoopProcessor, path: str) -> None:
         await asyncio.sleep(0.1)
 
 
-async def serve(address: str, count_file: str | None) -> None:
+async def serve(address: str, count_file: str | None, stop_after_headers: bool = False) -> None:
     server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100_000), ("grpc.so_reuseport", 0)])
-    proc = NoopProcessor()
+    proc = NoopProcessor(stop_after_headers)
     pb_grpc.add_ExternalProcessorServicer_to_server(proc, server)
     if server.add_insecure_port(address) == 0 and not address.startswith("unix:"):
         raise OSError(f"cannot listen on {address}")
@@ -140,16 +164,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count-file", help="where to write the number of completed streams")
     p.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     p.add_argument("--threads", type=int, default=0, help="grpcio's threaded server with this many threads")
+    p.add_argument(
+        "--stop-after-headers",
+        action="store_true",
+        help="turn each call's other phases off at its request headers and end the stream (grpc.aio)",
+    )
     a = p.parse_args(argv)
+    if a.threads and a.stop_after_headers:
+        p.error("--stop-after-headers runs on grpc.aio only")
     if a.threads:
         serve_threads(a.listen, a.count_file, a.threads)
         return 0
     if a.loop == "uvloop":
         import uvloop
 
-        uvloop.run(serve(a.listen, a.count_file))
+        uvloop.run(serve(a.listen, a.count_file, a.stop_after_headers))
     else:
-        asyncio.run(serve(a.listen, a.count_file))
+        asyncio.run(serve(a.listen, a.count_file, a.stop_after_headers))
     return 0
 
 

@@ -17,6 +17,7 @@ LABELS = {
     "plain": "plain Envoy",
     "noop": "Envoy + naive no-op (inline)",
     "noop-observe": "Envoy + naive no-op (observability mode)",
+    "noop-stop": "Envoy + no-op ending each call at its request headers (a shed call's floor)",
     "inline": "Envoy + gateway-stats, inline",
     "inline-norecords": "Envoy + gateway-stats, inline, records off",
     "inline-analytics": "Envoy + gateway-stats, inline, + language and topic",

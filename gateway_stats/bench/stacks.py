@@ -3,6 +3,8 @@
 * plain    - Envoy alone: the baseline every ratio is taken against.
 * noop     - Envoy + the naive no-op processor (headers SEND, request body BUFFERED, response body
              STREAMED): the floor gateway-stats must beat inline.
+* noop-stop - the same no-op answering each call's request headers with a mode override that turns
+             its other phases off (one message per call): what a shed call costs at the least.
 * inline   - Envoy + gateway-stats exactly as deploy/envoy.yaml (the ai_log line read from our dynamic
              metadata, no Lua), realistic config (config/gateway-stats.yaml: full preset,
              question/answer, metrics).
@@ -49,6 +51,7 @@ ANALYTICS = {
 BASES = (
     "plain",
     "noop",
+    "noop-stop",
     "inline",
     "observe",
     "inline-lua",
@@ -147,10 +150,12 @@ def envoy_config(kind: str, o: EnvoyOptions) -> dict[str, Any]:
         "metadata_options",
     ):
         ext.pop(k, None)
-    if kind == "noop":
+    if kind in ("noop", "noop-stop"):
         # The naive reference: the whole request body in one message. (observability_mode cannot
         # send a BUFFERED body, so noop-observe keeps it STREAMED.)
         ext["processing_mode"]["request_body_mode"] = "BUFFERED"
+    if kind == "noop-stop":
+        ext["allow_mode_override"] = True  # its request-headers answer turns the other phases off
     return cfg
 
 
@@ -270,6 +275,8 @@ class BenchStack:
                 self.grpc_address,
             ]
             argv += ["--count-file", str(self.noop_count_file), *self.processor_args]
+            if self.kind == "noop-stop":
+                argv.append("--stop-after-headers")
             p = spawn("processor", argv, self.workdir)
             self.procs["processor"] = p
             if self.setup.unix:

@@ -84,6 +84,10 @@ def test_envoy_configs_only_narrow_the_deployed_bootstrap() -> None:
     assert ext["processing_mode"]["response_body_mode"] == "STREAMED"
     assert "metadata_options" not in ext and ext["failure_mode_allow"] is True
 
+    stop = _filters(envoy_config("noop-stop", opts()))[0]["typed_config"]
+    assert stop["allow_mode_override"] is True  # else Envoy ignores its answer's mode override
+    assert {k: v for k, v in stop.items() if k != "allow_mode_override"} == ext
+
     o = opts()
     o.mode, o.log_format = "inline", "dynamic-metadata"
     assert envoy_config("inline", opts()) == bootstrap(o)  # exactly envoy-config's default
@@ -196,6 +200,23 @@ def test_tiny_bench_run_through_real_envoy(tmp_path: Path) -> None:
     assert "### Targets (issue 15)" in md
 
 
+def test_noop_stop_costs_one_message_per_call_through_real_envoy(tmp_path: Path) -> None:
+    """noop-stop (a shed call's floor) really ends each call at its request headers, untouched."""
+    out = tmp_path / "bench"
+    args = ["--configs", "noop,noop-stop", "--workloads", "json-1", "--duration", "1", "--repeats", "1"]
+    assert bench_main([*args, "--no-warm", "--no-wrk", "--out", str(out)]) == 0
+    rows = {r["config"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    for name in ("noop", "noop-stop"):
+        r = rows[name]
+        assert r["requests"] > 0 and r["errors"] == 0 and r["non2xx"] == 0
+        assert r["upstream_served"]["json"] >= r["requests"]  # every call still reached the upstream
+        assert r["envoy_ext_proc"].get("failure_mode_allowed", 0) == 0
+    for name, per_call in (("noop", 4), ("noop-stop", 1)):
+        r = rows[name]
+        assert round(r["envoy_ext_proc"]["stream_msgs_sent"] / r["requests"]) == per_call, r["envoy_ext_proc"]
+    assert rows["noop"]["observed_pct"] > 0 and rows["noop-stop"]["observed_pct"] is None
+
+
 def test_setup_names_and_sidecar_config(tmp_path: Path) -> None:
     import pytest
     import yaml
@@ -206,6 +227,7 @@ def test_setup_names_and_sidecar_config(tmp_path: Path) -> None:
     assert SetUp.parse("inline-w2-shed") == SetUp("inline", workers=2, shed=True)
     assert SetUp.parse("inline-lua-w4") == SetUp("inline-lua", workers=4)
     assert SetUp.parse("noop-unix") == SetUp("noop", unix=True)
+    assert SetUp.parse("noop-stop") == SetUp("noop-stop")
     for bad in ("inlin", "noop-w2", "inline-w0", "plain-unix", "observe-fast"):
         with pytest.raises(ValueError):
             SetUp.parse(bad)
