@@ -28,9 +28,9 @@ from typing import Any
 
 import grpc
 
-from gateway_stats._proto.envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2 as pm
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2 as pb
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
+from gateway_stats.envoy.answers import ALL_OFF
 
 # Built here, not imported from gateway_stats.envoy.servicer: the floor loads nothing of gateway-stats.
 _CONTINUE = {
@@ -41,18 +41,9 @@ _CONTINUE = {
     "request_trailers": pb.ProcessingResponse(request_trailers=pb.TrailersResponse()),
     "response_trailers": pb.ProcessingResponse(response_trailers=pb.TrailersResponse()),
 }
-_SKIP, _NONE = pm.ProcessingMode.SKIP, pm.ProcessingMode.NONE
-_STOP = pb.ProcessingResponse(
-    request_headers=pb.HeadersResponse(),
-    mode_override=pm.ProcessingMode(
-        request_header_mode=_SKIP,
-        response_header_mode=_SKIP,
-        request_body_mode=_NONE,
-        response_body_mode=_NONE,
-        request_trailer_mode=_SKIP,
-        response_trailer_mode=_SKIP,
-    ),
-)
+# --stop-after-headers answers with the very mode override a shed call gets (answers.py holds only
+# protobuf constants, so the floor still runs none of gateway-stats' code).
+_STOP = pb.ProcessingResponse(request_headers=pb.HeadersResponse(), mode_override=ALL_OFF)
 
 
 class NoopProcessor(pb_grpc.ExternalProcessorServicer):
