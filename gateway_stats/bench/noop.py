@@ -32,7 +32,7 @@ from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb
 from gateway_stats._proto.envoy.service.ext_proc.v3 import external_processor_pb2_grpc as pb_grpc
 from gateway_stats.envoy.answers import ALL_OFF
 
-# Built here, not imported from gateway_stats.envoy.servicer: the floor loads nothing of gateway-stats.
+# Built here, not taken from gateway_stats.envoy.servicer: the floor runs none of gateway-stats' code.
 _CONTINUE = {
     "request_headers": pb.ProcessingResponse(request_headers=pb.HeadersResponse()),
     "response_headers": pb.ProcessingResponse(response_headers=pb.HeadersResponse()),
