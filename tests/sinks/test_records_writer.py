@@ -130,6 +130,7 @@ def test_another_row_kind_goes_through_the_same_queue(
         "feedback", "feedback", (schema.Column("ts", "timestamp", ""), schema.Column("like_count", "int", ""))
     )
     monkeypatch.setitem(schema.TABLES, "feedback", fb)
+    monkeypatch.setattr(influxdb, "_POINTS", dict(influxdb._POINTS))  # the registration stays in this test
     influxdb.register_point("feedback", "rate_analytics", lambda r: ({}, {"like_count": r["like_count"]}))
     rc = parse_records({"jsonl": str(tmp_path / "r.jsonl"), "flush_interval_ms": 10})
     assert rc is not None
