@@ -175,27 +175,6 @@ def test_sqlite_schema_version_and_forward_migration(tmp_path: Path, monkeypatch
     assert con.execute("SELECT count(*) FROM calls").fetchone()[0] == 1
 
 
-def test_sqlite_batch_spans_several_insert_statements(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A batch is cut into multi-row INSERTs; every row lands once, with its exact values and types."""
-    from gateway_stats.sinks.records import sqlite as sqlite_store
-
-    monkeypatch.setattr(sqlite_store, "CHUNK_ROWS", 3)
-    recs = [
-        make_record(consumer=f"c{i}", inp=i, stream=bool(i % 2), cost=Decimal("0.000001") * (i + 1))
-        for i in range(8)
-    ]
-    _write_rows({"sqlite": str(tmp_path / "r.db"), "batch_size": 1000}, recs)
-    con = sqlite3.connect(tmp_path / "r.db")
-    got = con.execute(
-        "SELECT consumer, input_tokens, stream, typeof(stream), cost, typeof(cost) FROM calls ORDER BY rowid"
-    ).fetchall()
-    assert got == [
-        (f"c{i}", i, i % 2, "integer", str(Decimal("0.000001") * (i + 1)), "text") for i in range(8)
-    ]
-
-
 def test_sqlite_several_processes_write_one_file(tmp_path: Path) -> None:
     """`serve --workers N`: N writers on one file, while a reader reads; no row lost, none doubled."""
     db = tmp_path / "shared.db"

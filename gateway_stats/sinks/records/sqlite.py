@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 _CONVERT = frozenset({"timestamp", "bool", "decimal", "json"})  # types sqlite_value changes
-CHUNK_ROWS = 250  # rows per INSERT statement (fewer if SQLite's parameter limit is lower)
 
 
 def sqlite_value(col: schema.Column, v: Any) -> Any:
@@ -93,7 +92,7 @@ class SqliteWriterStore:
         self.cfg = cfg
         self.path = Path(cfg.path)
         self.con: sqlite3.Connection | None = None
-        self._sql: dict[tuple[str, int], tuple[str, tuple[schema.Column, ...]]] = {}
+        self._sql: dict[str, tuple[str, tuple[schema.Column, ...]]] = {}
 
     def open(self) -> None:
         if self.path.parent and not self.path.parent.exists():
@@ -115,55 +114,43 @@ class SqliteWriterStore:
             raise
         self.con = con
 
-    def _insert(self, kind: str, rows: int) -> tuple[str, tuple[schema.Column, ...]]:
-        """`INSERT ... VALUES (...), (...), ...` for `rows` rows: one statement per chunk of a batch.
+    def _insert(self, kind: str) -> tuple[str, tuple[schema.Column, ...]]:
+        """One INSERT ... SELECT over `json_each(?)`: the whole batch is one JSON array bound once.
 
-        One sqlite3_step inserts the whole chunk with the GIL released, so the writer thread neither
-        hands the GIL to the event loop and back per row (as executemany does) nor makes SQLite parse
-        the rows out of JSON (an `INSERT ... SELECT ... FROM json_each(?)` cost 2.5x the CPU per row,
-        docs/benchmarks.md). The SQL of a full chunk is the same every time (sqlite3's statement cache)."""
-        key = (kind, rows)
-        got = self._sql.get(key)
+        sqlite3's executemany releases and re-takes the GIL around every row, and each hand-over makes
+        the event loop thread (which serves Envoy) wait; one statement for the batch lets SQLite parse
+        and insert every row with the GIL released. Arrays hold the values in column order."""
+        got = self._sql.get(kind)
         if got is None:
             t = schema.table_for(kind)
-            one = "(" + ", ".join("?" * len(t.names)) + ")"
-            sql = f"INSERT INTO {t.name} ({', '.join(t.names)}) VALUES " + ", ".join([one] * rows)
-            got = self._sql[key] = (sql, t.columns)
+            picks = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(t.names)))
+            sql = f"INSERT INTO {t.name} ({', '.join(t.names)}) SELECT {picks} FROM json_each(?)"
+            got = self._sql[kind] = (sql, t.columns)
         return got
 
-    def _chunk_rows(self, kind: str) -> int:
-        """Rows per statement: as many as SQLite's host-parameter limit allows, at most CHUNK_ROWS."""
-        cols = len(schema.table_for(kind).names)
-        assert self.con is not None
-        limit = self.con.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        return max(1, min(CHUNK_ROWS, limit // cols))
-
     @staticmethod
-    def _values(cols: tuple[schema.Column, ...], r: dict[str, Any], out: list[Any]) -> None:
+    def _json_values(cols: tuple[schema.Column, ...], r: dict[str, Any]) -> list[Any]:
+        out: list[Any] = []
         for c in cols:
             v = r.get(c.name)
             if v is not None and c.type in _CONVERT:
                 v = sqlite_value(c, v)
             out.append(v)
+        return out
 
     def write(self, kind: str, rows: list[dict[str, Any]]) -> None:
         con = self.con
         assert con is not None
-        chunk = self._chunk_rows(kind)
-        statements = []
-        for start in range(0, len(rows), chunk):
-            part = rows[start : start + chunk]
-            sql, cols = self._insert(kind, len(part))
-            params: list[Any] = []
-            for i, r in enumerate(part):
-                if i and not i % 16:
-                    time.sleep(0)  # hand the GIL to the event loop now and then (see writer.YIELD_EVERY)
-                self._values(cols, r, params)
-            statements.append((sql, params))
+        sql, cols = self._insert(kind)
+        values = []
+        for i, r in enumerate(rows):
+            if i and not i % 16:
+                time.sleep(0)  # hand the GIL to the event loop now and then (see writer.YIELD_EVERY)
+            values.append(self._json_values(cols, r))
+        payload = orjson.dumps(values, default=str).decode()
         con.execute("BEGIN IMMEDIATE")
         try:
-            for sql, params in statements:
-                con.execute(sql, params)
+            con.execute(sql, (payload,))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
