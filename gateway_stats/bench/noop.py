@@ -41,8 +41,7 @@ _CONTINUE = {
     "request_trailers": pb.ProcessingResponse(request_trailers=pb.TrailersResponse()),
     "response_trailers": pb.ProcessingResponse(response_trailers=pb.TrailersResponse()),
 }
-# --stop-after-headers answers with the very mode override a shed call gets (answers.py holds only
-# protobuf constants, so the floor still runs none of gateway-stats' code).
+# --stop-after-headers answers with the very mode override a shed call gets (a protobuf constant).
 _STOP = pb.ProcessingResponse(request_headers=pb.HeadersResponse(), mode_override=ALL_OFF)
 
 
