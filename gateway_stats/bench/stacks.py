@@ -227,6 +227,11 @@ class BenchStack:
         return self.kind.startswith("noop")
 
     @property
+    def noop_sees_calls(self) -> bool:
+        """A no-op whose count is calls it saw to their end (noop-stop counts streams it ended early)."""
+        return self.is_noop and self.kind != "noop-stop"
+
+    @property
     def ai_log_path(self) -> Path | None:
         if self.kind == "observe":
             return self.ai_log_file

@@ -244,7 +244,7 @@ def run(
         r["ai_log_lines"] = lines
         if per is not None:
             r.update(_observed_latency(per, probes.logged_chat_ids(ai_path, ai_off)))
-    elif stack.is_noop and stack.kind != "noop-stop":  # noop-stop counts streams it ended, not calls seen
+    elif stack.noop_sees_calls:
         r["observed"] = r["processor_count"]
     else:
         r["observed"] = None
